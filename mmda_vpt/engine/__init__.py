@@ -1,0 +1,3 @@
+from .hooks import ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook
+
+__all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook']

@@ -1,0 +1,173 @@
+"""The DA-VPT metric guidance as a hook on stock classifiers and segmentors."""
+from typing import Dict, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+
+from mmda_vpt.models.losses import PromptProxyAnchorLoss
+from mmda_vpt.utils.labels import image_labels, is_segmentation_batch, patch_labels
+from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
+                                         remove_loss_callback, unwrap_model)
+from mmda_vpt.utils.params import log_trainable_params
+
+__all__ = ['PromptMetricLossHook', 'model_num_classes', 'model_ignore_index']
+
+PROMPT_TAPS = ('query', 'raw')
+PATCH_TAPS = ('attn', 'input_mean')
+
+
+def model_num_classes(model) -> int:
+    """Number of classes of a stock classifier (``head``) or segmentor (``decode_head``)."""
+    inner = unwrap_model(model)
+    for name in ('head', 'decode_head'):
+        head = getattr(inner, name, None)
+        if head is not None and getattr(head, 'num_classes', None):
+            return int(head.num_classes)
+    raise ValueError(f'cannot tell the number of classes of {type(inner).__name__}: it has no '
+                     'head.num_classes or decode_head.num_classes')
+
+
+def model_ignore_index(model, default: int = 255) -> int:
+    """The segmentor's ignore index (``decode_head.ignore_index``), else ``default``."""
+    head = getattr(unwrap_model(model), 'decode_head', None)
+    return int(getattr(head, 'ignore_index', default))
+
+
+@HOOKS.register_module()
+class PromptMetricLossHook(Hook):
+    """Adds the DA-VPT losses ``beta * L_ML(x, p)`` and ``lam * L_ML(p, x_cls)`` to training.
+
+    Listed in ``custom_hooks``, it attaches to the model the runner trains (a stock
+    ``ImageClassifier`` or ``EncoderDecoder``, wrapped for distributed training or not) and adds
+    ``loss_ml_patch`` and ``loss_ml_cls`` (already weighted) to its loss dict. Validation and
+    testing are untouched. The class-to-prompt map comes from a ``ClassPromptMappingHook`` in the
+    same runner; without one, class c goes to prompt c mod M (with a warning).
+
+    Args:
+        beta (float): Weight of the patch term L_ML(x, p). Defaults to 0.05.
+        lam (float): Weight of the CLS term L_ML(p, x_cls). Defaults to 0.05.
+        margin (float): Proxy-Anchor margin delta. Defaults to 0.1.
+        alpha (float): Proxy-Anchor scale 1 / tau. Defaults to 32.
+        pos_reduction (str): ``'with_positives'`` (paper) or ``'all'`` (authors' code).
+            Defaults to ``'with_positives'``.
+        prompt_tap (str): Proxies: ``'query'``, the prompts' query projection as attention
+            computes it, ``LN(p) W_Q + b_Q`` (paper), or ``'raw'``, the prompt parameters
+            (authors' code). Defaults to ``'query'``.
+        patch_tap (str): Patch samples: ``'attn'``, the post-attention patch representations,
+            one sample per patch (paper), or ``'input_mean'``, the per-image mean of the
+            block-input patch tokens (authors' code). Defaults to ``'attn'``.
+        patch_topk (int, optional): Keep only the k patches per image with the largest
+            post-attention norm. Defaults to None (all patches).
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 beta: float = 0.05,
+                 lam: float = 0.05,
+                 margin: float = 0.1,
+                 alpha: float = 32.0,
+                 pos_reduction: str = 'with_positives',
+                 prompt_tap: str = 'query',
+                 patch_tap: str = 'attn',
+                 patch_topk: Optional[int] = None) -> None:
+        if prompt_tap not in PROMPT_TAPS:
+            raise ValueError(f'prompt_tap must be one of {PROMPT_TAPS}, got {prompt_tap!r}')
+        if patch_tap not in PATCH_TAPS:
+            raise ValueError(f'patch_tap must be one of {PATCH_TAPS}, got {patch_tap!r}')
+        if patch_topk is not None and patch_topk < 1:
+            raise ValueError(f'patch_topk must be None or >= 1, got {patch_topk}')
+        if beta < 0 or lam < 0:
+            raise ValueError(f'beta and lam must be >= 0, got {beta} and {lam}')
+        self.beta = float(beta)
+        self.lam = float(lam)
+        self.prompt_tap = prompt_tap
+        self.patch_tap = patch_tap
+        self.patch_topk = patch_topk
+        self.loss = PromptProxyAnchorLoss(margin=margin, alpha=alpha,
+                                          pos_reduction=pos_reduction)
+        self.mapping_hook = None
+        self.num_classes = 0
+        self.ignore_index = 255
+        self._warned_fallback = False
+
+    # ------------------------------------------------------------------ hook points
+    def before_train(self, runner) -> None:
+        backbone = get_davpt_backbone(runner.model, 'PromptMetricLossHook')
+        if not backbone.guided_layers:
+            raise ValueError('PromptMetricLossHook needs guided layers: the backbone has '
+                             'guided_layers=()')
+        self.num_classes = model_num_classes(runner.model)
+        self.ignore_index = model_ignore_index(runner.model)
+        self.mapping_hook = next((h for h in runner.hooks
+                                  if type(h).__name__ == 'ClassPromptMappingHook'), None)
+        add_loss_callback(runner.model, 'prompt_metric_loss', self._add_losses)
+        log_trainable_params(runner.model)
+
+    def after_train(self, runner) -> None:
+        remove_loss_callback(runner.model, 'prompt_metric_loss')
+
+    # ------------------------------------------------------------------ the losses
+    def class_to_prompt(self, num_prompts: int, device: torch.device) -> torch.Tensor:
+        """(C,) prompt of every class: the mapping hook's, or c mod M."""
+        mapping = getattr(self.mapping_hook, 'class_to_prompt', None)
+        if mapping is not None:
+            return mapping.to(device)
+        if not self._warned_fallback:
+            print_log('PromptMetricLossHook: no ClassPromptMappingHook map available; class c '
+                      f'goes to prompt c mod {num_prompts}', logger='current', level=30)
+            self._warned_fallback = True
+        return torch.arange(self.num_classes, device=device) % num_prompts
+
+    def _patch_samples(self, taps, layer: int, labels: torch.Tensor, data_samples):
+        """Samples (n, D) and their class labels (n,) for the patch term of one layer."""
+        if self.patch_tap == 'input_mean':
+            return taps.patch_input[layer].mean(dim=1), labels
+        feats = taps.patch_attn[layer]  # (B, N, D)
+        if is_segmentation_batch(data_samples):
+            per_patch = patch_labels(data_samples, taps.patch_resolution, self.num_classes,
+                                     self.ignore_index)
+        else:
+            per_patch = labels[:, None].expand(-1, feats.shape[1])
+        if self.patch_topk is not None and self.patch_topk < feats.shape[1]:
+            top = feats.detach().norm(dim=-1).topk(self.patch_topk, dim=1).indices
+            feats = feats.gather(1, top[..., None].expand(-1, -1, feats.shape[-1]))
+            per_patch = per_patch.gather(1, top)
+        return feats.flatten(0, 1), per_patch.flatten()
+
+    def _layer_loss(self, proxies, samples, labels, class_to_prompt) -> torch.Tensor:
+        keep = labels >= 0
+        return self.loss(proxies, samples[keep], class_to_prompt[labels[keep]])
+
+    def compute(self, backbone, data_samples) -> Dict[str, torch.Tensor]:
+        """``loss_ml_patch`` and ``loss_ml_cls`` from the taps of the last training forward."""
+        taps = backbone.taps
+        if taps is None:
+            raise RuntimeError('the backbone recorded no taps: it must run in training mode '
+                               'with record_taps=True')
+        proxies_all = taps.prompt_query if self.prompt_tap == 'query' else taps.prompt_raw
+        num_prompts = proxies_all[0].shape[0]
+        device = proxies_all[0].device
+        mapping = self.class_to_prompt(num_prompts, device)
+        if int(mapping.max()) >= num_prompts:
+            raise ValueError(f'the class-to-prompt map names prompt {int(mapping.max())} but '
+                             f'the guided layers have {num_prompts} prompts')
+        labels = image_labels(data_samples, self.num_classes, self.ignore_index).to(device)
+        patch_losses, cls_losses = [], []
+        for layer, proxies in enumerate(proxies_all):
+            if self.beta > 0:
+                samples, sample_labels = self._patch_samples(taps, layer, labels, data_samples)
+                patch_losses.append(
+                    self._layer_loss(proxies, samples, sample_labels, mapping))
+            if self.lam > 0 and taps.cls_query:
+                cls_losses.append(
+                    self._layer_loss(proxies, taps.cls_query[layer], labels, mapping))
+        zero = proxies_all[0].sum() * 0.0
+        loss_patch = torch.stack(patch_losses).mean() if patch_losses else zero
+        loss_cls = torch.stack(cls_losses).mean() if cls_losses else zero
+        return dict(loss_ml_patch=self.beta * loss_patch, loss_ml_cls=self.lam * loss_cls)
+
+    def _add_losses(self, model, inputs, data_samples, losses: dict) -> None:
+        losses.update(self.compute(model.backbone, data_samples))

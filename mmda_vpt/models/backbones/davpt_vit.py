@@ -1,0 +1,112 @@
+"""``DAVPTViT`` for mmpretrain: its ``VisionTransformer`` with DA-VPT prompts."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks.transformer import FFN
+from mmpretrain.models.backbones.vision_transformer import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+
+from .prompted_vit_mixin import BlockParts, PromptedViTMixin
+
+__all__ = ['DAVPTViT']
+
+
+@MODELS.register_module()
+class DAVPTViT(PromptedViTMixin, VisionTransformer):
+    """mmpretrain's ViT, frozen, with VPT-Deep prompts and the DA-VPT taps.
+
+    Takes every argument of mmpretrain's ``VisionTransformer`` (``arch``, ``img_size``,
+    ``patch_size``, ``out_type``, ``out_indices``, ``final_norm``, ...) and loads its checkpoints
+    (keys such as ``layers.0.attn.qkv.weight``) unchanged.
+
+    Args:
+        num_prompts (int): Prompts per layer; 0 gives a plain (frozen) ViT. Defaults to 10.
+        guided_layers (Sequence[int]): 0-based layers that receive metric guidance; negative
+            indices count from the end. Defaults to ``(-1,)``.
+        num_guided_prompts (int, optional): Prompts in the guided layers (the paper's M).
+            Defaults to None, meaning ``num_prompts``.
+        prompt_dropout (float): Dropout on the prompts. Defaults to 0.0.
+        prompt_init (str): ``'uniform'`` (VPT's U(-v, v), v = sqrt(6 / (3 * patch_h * patch_w +
+            dim))) or ``'xavier'``. Defaults to ``'uniform'``.
+        bias_tune (str, optional): DA-VPT+: ``'kv'`` tunes the K and V biases of attention (the
+            paper), ``'all'`` also the biases of the attention output projection, the second MLP
+            layer and the LayerNorms (the authors' code). Defaults to None.
+        learnable_cls_token (bool): Whether the CLS token trains. Defaults to False.
+        with_cp (bool): Activation checkpointing of the blocks in training. Defaults to False.
+        **kwargs: mmpretrain ``VisionTransformer`` arguments.
+    """
+
+    def __init__(self,
+                 *args,
+                 num_prompts: int = 10,
+                 guided_layers: Sequence[int] = (-1, ),
+                 num_guided_prompts: Optional[int] = None,
+                 prompt_dropout: float = 0.0,
+                 prompt_init: str = 'uniform',
+                 bias_tune: Optional[str] = None,
+                 learnable_cls_token: bool = False,
+                 with_cp: bool = False,
+                 **kwargs) -> None:
+        arch = kwargs.get('arch', args[0] if args else 'base')
+        if isinstance(arch, str) and arch.lower() not in self.arch_zoo:
+            raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(self.arch_zoo)} '
+                             'or pass a dict with embed_dims, num_layers, num_heads and '
+                             'feedforward_channels')
+        super().__init__(*args, **kwargs)
+        for layer in self.layers:
+            if layer.attn.v_shortcut or not isinstance(layer.ffn, FFN):
+                raise ValueError('DAVPTViT supports the standard ViT block (FFN, no v_shortcut)')
+        patch = self.patch_embed.projection.kernel_size
+        self._init_prompts(
+            num_layers=self.num_layers,
+            embed_dims=self.embed_dims,
+            patch_size=tuple(patch),
+            num_prefix_tokens=self.num_extra_tokens,
+            num_prompts=num_prompts,
+            guided_layers=guided_layers,
+            num_guided_prompts=num_guided_prompts,
+            prompt_dropout=prompt_dropout,
+            prompt_init=prompt_init,
+            bias_tune=bias_tune,
+            learnable_cls_token=learnable_cls_token,
+            with_cp=with_cp)
+
+    def _block_parts(self, layer: nn.Module) -> BlockParts:
+        attn = layer.attn
+        return BlockParts(
+            norm1=layer.ln1,
+            qkv_weight=attn.qkv.weight,
+            qkv_bias=attn.qkv.bias,
+            num_heads=attn.num_heads,
+            proj=attn.proj,
+            layer_scale=attn.gamma1,
+            norm2=layer.ln2,
+            ffn=layer.ffn,
+            proj_bias_owner=attn.proj,
+            fc2=layer.ffn.layers[1])
+
+    def _host_trainable_extras(self):
+        norms = [getattr(self, 'ln1', None) if self.final_norm else None,
+                 getattr(self, 'ln2', None) if self.out_type == 'avg_featmap' else None,
+                 self.pre_norm]
+        return [m.bias for m in norms
+                if m is not None and getattr(m, 'bias', None) is not None]
+
+    def forward(self, x: torch.Tensor):
+        batch = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+        x = self.pre_norm(x)
+        final_norm = self.ln1 if self.final_norm else None
+        outs = self.forward_blocks(x, patch_resolution, final_norm, self.out_indices)
+        return tuple(self._format_output(out, patch_resolution) for out in outs)

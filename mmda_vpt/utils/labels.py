@@ -1,0 +1,91 @@
+"""Class labels of images and patches from mmpretrain / mmsegmentation data samples."""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ['image_labels', 'patch_labels', 'is_segmentation_batch', 'check_label_range']
+
+
+def is_segmentation_batch(data_samples: Sequence) -> bool:
+    """Whether the samples carry pixel labels (``gt_sem_seg``)."""
+    return len(data_samples) > 0 and hasattr(data_samples[0], 'gt_sem_seg')
+
+
+def check_label_range(labels: torch.Tensor, num_classes: int, what: str) -> None:
+    """Raise a clear error for labels outside ``[0, num_classes)``."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f'{what} labels must be in [0, {num_classes}), got values from '
+            f'{int(labels.min())} to {int(labels.max())}; check num_classes of the model '
+            'and the dataset')
+
+
+def _pixel_maps(data_samples: Sequence) -> torch.Tensor:
+    return torch.stack([s.gt_sem_seg.data.reshape(s.gt_sem_seg.data.shape[-2:])
+                        for s in data_samples]).long()
+
+
+def image_labels(data_samples: Sequence, num_classes: int,
+                 ignore_index: int = 255) -> torch.Tensor:
+    """One class per image: its label (classification) or its largest labelled class.
+
+    For segmentation, the class covering most of the image's pixels other than
+    ``ignore_index``; an image with no labelled pixel gets -1.
+
+    Returns:
+        Tensor: (B,) long labels.
+    """
+    if not is_segmentation_batch(data_samples):
+        labels = torch.stack([s.gt_label.reshape(-1)[0] for s in data_samples]).long()
+        check_label_range(labels, num_classes, 'image')
+        return labels
+    maps = _pixel_maps(data_samples).flatten(1)
+    valid = maps != ignore_index
+    check_label_range(maps[valid], num_classes, 'pixel')
+    batch = maps.shape[0]
+    keys = torch.arange(batch, device=maps.device)[:, None] * num_classes + maps.clamp(0, num_classes - 1)
+    counts = torch.bincount(keys[valid], minlength=batch * num_classes).view(batch, num_classes)
+    labels = counts.argmax(dim=1)
+    labels[counts.sum(dim=1) == 0] = -1
+    return labels
+
+
+def patch_labels(data_samples: Sequence, patch_resolution: Tuple[int, int], num_classes: int,
+                 ignore_index: int = 255, image_level: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
+    """One class per patch, (B, N) long, -1 for dropped patches.
+
+    Classification: every patch takes its image's class (``image_level`` if given).
+    Segmentation: the class covering most of the patch's pixels; a patch whose pixels are
+    mostly ``ignore_index`` is dropped (-1). Label maps are resized (nearest) to a multiple of
+    the patch grid when their size differs from it.
+    """
+    h, w = patch_resolution
+    if not is_segmentation_batch(data_samples):
+        labels = image_level if image_level is not None else image_labels(data_samples,
+                                                                          num_classes)
+        return labels[:, None].expand(-1, h * w)
+    maps = _pixel_maps(data_samples)
+    batch, height, width = maps.shape
+    if height % h or width % w:
+        maps = F.interpolate(maps[:, None].float(), size=(h * max(height // h, 1),
+                                                          w * max(width // w, 1)),
+                             mode='nearest')[:, 0].long()
+        height, width = maps.shape[-2:]
+    ph, pw = height // h, width // w
+    valid = maps != ignore_index
+    check_label_range(maps[valid], num_classes, 'pixel')
+    # Histogram over (image, patch, class + ignore bin) in one bincount.
+    bins = num_classes + 1
+    cls = torch.where(valid, maps, torch.full_like(maps, num_classes))
+    rows = torch.arange(height, device=maps.device) // ph
+    cols = torch.arange(width, device=maps.device) // pw
+    patch = (rows[:, None] * w + cols[None, :]).expand(batch, -1, -1)
+    image = torch.arange(batch, device=maps.device)[:, None, None]
+    keys = (image * (h * w) + patch) * bins + cls
+    counts = torch.bincount(keys.flatten(), minlength=batch * h * w * bins)
+    counts = counts.view(batch, h * w, bins)
+    labels = counts.argmax(dim=-1)
+    labels[labels == num_classes] = -1
+    return labels

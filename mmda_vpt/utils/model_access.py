@@ -1,0 +1,67 @@
+"""Reach the DA-VPT backbone of whatever model a runner trains, and hook into its loss."""
+from typing import Callable, Dict
+
+import torch.nn as nn
+
+__all__ = ['unwrap_model', 'get_davpt_backbone', 'add_loss_callback', 'remove_loss_callback']
+
+#: ``fn(model, inputs, data_samples, losses)``; may add entries to ``losses`` in place.
+LossCallback = Callable[[nn.Module, object, list, Dict], None]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP / FSDP / mmengine wrappers."""
+    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
+        model = model.module
+    return model
+
+
+def get_davpt_backbone(model: nn.Module, who: str = 'this hook'):
+    """The ``DAVPTViT`` backbone of a classifier or segmentor, or a clear error."""
+    from mmda_vpt.models.backbones.prompted_vit_mixin import PromptedViTMixin
+    inner = unwrap_model(model)
+    backbone = getattr(inner, 'backbone', None)
+    if not isinstance(backbone, PromptedViTMixin):
+        found = type(backbone).__name__ if backbone is not None else 'no backbone'
+        raise TypeError(
+            f'{who} needs a model whose backbone is DAVPTViT, but {type(inner).__name__} has '
+            f'{found}; set model.backbone.type="DAVPTViT" or remove the hook from custom_hooks')
+    return backbone
+
+
+def add_loss_callback(model: nn.Module, name: str, fn: LossCallback) -> None:
+    """Call ``fn`` after every ``model.loss(inputs, data_samples)`` of the unwrapped model.
+
+    The model's ``loss`` is wrapped once per model instance; callbacks run in the order they
+    were added and see the loss dict before it is parsed, so entries they add are logged and
+    back-propagated by the stock ``train_step``.
+    """
+    inner = unwrap_model(model)
+    callbacks = inner.__dict__.get('_mmda_vpt_loss_callbacks')
+    if callbacks is None:
+        callbacks = {}
+        original = inner.loss
+
+        def loss_with_callbacks(inputs, data_samples, *args, **kwargs):
+            losses = original(inputs, data_samples, *args, **kwargs)
+            for callback in list(callbacks.values()):
+                callback(inner, inputs, data_samples, losses)
+            return losses
+
+        inner.__dict__['_mmda_vpt_loss_callbacks'] = callbacks
+        inner.__dict__['_mmda_vpt_original_loss'] = original
+        inner.loss = loss_with_callbacks
+    callbacks[name] = fn
+
+
+def remove_loss_callback(model: nn.Module, name: str) -> None:
+    """Undo :func:`add_loss_callback`; restores the original ``loss`` once none remain."""
+    inner = unwrap_model(model)
+    callbacks = inner.__dict__.get('_mmda_vpt_loss_callbacks')
+    if not callbacks:
+        return
+    callbacks.pop(name, None)
+    if not callbacks:
+        del inner.__dict__['_mmda_vpt_original_loss']
+        del inner.__dict__['_mmda_vpt_loss_callbacks']
+        del inner.__dict__['loss']  # the class's own ``loss`` shows through again

@@ -1,0 +1,210 @@
+"""Tests of PromptMetricLossHook with stock mmpretrain / mmseg runners."""
+import logging
+import tempfile
+from unittest import TestCase
+
+import torch
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+from mmengine.structures import PixelData
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+from mmpretrain.structures import DataSample
+from mmseg.registry import MODELS as SEG_MODELS
+from mmseg.structures import SegDataSample
+
+import mmda_vpt  # noqa: F401
+from mmda_vpt.engine.hooks import PromptMetricLossHook
+from mmda_vpt.utils.labels import patch_labels
+
+from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
+
+
+def cls_samples(labels):
+    return [DataSample().set_gt_label(int(label)) for label in labels]
+
+
+def seg_samples(maps):
+    samples = []
+    for m in maps:
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=m[None].long())
+        samples.append(sample)
+    return samples
+
+
+def attach(hook, model, num_classes):
+    """What before_train does, without a runner."""
+    hook.num_classes = num_classes
+    hook.ignore_index = 255
+
+
+class TestPromptMetricLossHook(TestCase):
+
+    def test_compute_classification(self):
+        torch.manual_seed(0)
+        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(bias_tune='kv'))
+        model.init_weights()
+        model.train()
+        hook = PromptMetricLossHook(beta=0.5, lam=0.25)
+        attach(hook, model, 10)
+        labels = torch.tensor([0, 1, 2, 3, 4, 5])
+        model.extract_feat(torch.randn(6, 3, 16, 16))
+        losses = hook.compute(model.backbone, cls_samples(labels))
+        self.assertEqual(set(losses), {'loss_ml_patch', 'loss_ml_cls'})
+        for value in losses.values():
+            self.assertTrue(torch.isfinite(value))
+            self.assertGreater(value.item(), 0)
+
+        # Gradients reach the prompts and the tuned biases, and nothing frozen.
+        sum(losses.values()).backward()
+        trainable = dict(model.backbone.named_parameters())
+        self.assertGreater(model.backbone.prompts['1'].grad.abs().sum().item(), 0)
+        self.assertGreater(model.backbone.prompts['0'].grad.abs().sum().item(), 0)
+        self.assertGreater(model.backbone.kv_bias.grad.abs().sum().item(), 0)
+        for name, param in trainable.items():
+            if not param.requires_grad:
+                self.assertIsNone(param.grad, name)
+
+        # beta and lam weight the terms linearly.
+        model.extract_feat(torch.randn(6, 3, 16, 16))
+        hook_a = PromptMetricLossHook(beta=1.0, lam=1.0)
+        hook_b = PromptMetricLossHook(beta=2.0, lam=3.0)
+        attach(hook_a, model, 10)
+        attach(hook_b, model, 10)
+        a = hook_a.compute(model.backbone, cls_samples(labels))
+        b = hook_b.compute(model.backbone, cls_samples(labels))
+        self.assertAlmostEqual(2 * a['loss_ml_patch'].item(), b['loss_ml_patch'].item(), 5)
+        self.assertAlmostEqual(3 * a['loss_ml_cls'].item(), b['loss_ml_cls'].item(), 5)
+
+    def test_options(self):
+        torch.manual_seed(0)
+        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(guided_layers=(0, 1)))
+        model.init_weights()
+        model.train()
+        model.extract_feat(torch.randn(4, 3, 16, 16))
+        samples = cls_samples([0, 1, 1, 7])
+        results = {}
+        for prompt_tap in ('query', 'raw'):
+            for patch_tap in ('attn', 'input_mean'):
+                for topk in (None, 3):
+                    hook = PromptMetricLossHook(beta=1, lam=1, prompt_tap=prompt_tap,
+                                                patch_tap=patch_tap, patch_topk=topk)
+                    attach(hook, model, 10)
+                    out = hook.compute(model.backbone, samples)
+                    results[(prompt_tap, patch_tap, topk)] = out['loss_ml_patch'].item()
+                    self.assertTrue(torch.isfinite(out['loss_ml_cls']))
+        self.assertNotEqual(results[('query', 'attn', None)], results[('raw', 'attn', None)])
+        self.assertNotEqual(results[('query', 'attn', None)],
+                            results[('query', 'input_mean', None)])
+        self.assertNotEqual(results[('query', 'attn', None)], results[('query', 'attn', 3)])
+        with self.assertRaisesRegex(ValueError, 'prompt_tap must be one of'):
+            PromptMetricLossHook(prompt_tap='key')
+        with self.assertRaisesRegex(ValueError, 'patch_topk must be None or >= 1'):
+            PromptMetricLossHook(patch_topk=0)
+
+    def test_segmentation_labels(self):
+        # A 2x2 patch grid over 4x4 pixels; class 3 covers most of patch 0, patch 3 is ignored.
+        label = torch.tensor([[3, 3, 1, 1],
+                              [3, 0, 1, 2],
+                              [0, 0, 255, 255],
+                              [0, 2, 255, 2]])
+        labels = patch_labels(seg_samples([label]), (2, 2), num_classes=4, ignore_index=255)
+        self.assertEqual(labels.tolist(), [[3, 1, 0, -1]])
+        with self.assertRaisesRegex(ValueError, r'pixel labels must be in \[0, 4\)'):
+            patch_labels(seg_samples([label + 2]), (2, 2), num_classes=4)
+
+    def test_compute_segmentation_all_ignored(self):
+        torch.manual_seed(0)
+        model = SEG_MODELS.build(tiny_segmentor_cfg())
+        model.init_weights()
+        model.train()
+        model.extract_feat(torch.randn(2, 3, 32, 32))
+        hook = PromptMetricLossHook(beta=1.0, lam=1.0)
+        attach(hook, model, 4)
+        ignored = seg_samples([torch.full((32, 32), 255)] * 2)
+        losses = hook.compute(model.backbone, ignored)
+        self.assertEqual(losses['loss_ml_patch'].item(), 0.0)
+        self.assertEqual(losses['loss_ml_cls'].item(), 0.0)
+        sum(losses.values()).backward()  # defined, connected, no NaN
+        labelled = seg_samples([torch.randint(0, 4, (32, 32))] * 2)
+        model.extract_feat(torch.randn(2, 3, 32, 32))
+        losses = hook.compute(model.backbone, labelled)
+        self.assertGreater(losses['loss_ml_patch'].item(), 0)
+
+    def _run(self, model, dataset, default_scope, custom_hooks, max_iters, batch_size):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        runner = Runner(
+            model=model,
+            work_dir=tmp.name,
+            experiment_name=f'metric_hook_{default_scope}_{id(self)}',
+            train_dataloader=dict(dataset=dataset, batch_size=batch_size, num_workers=0,
+                                  sampler=dict(type='DefaultSampler', shuffle=True)),
+            train_cfg=dict(by_epoch=False, max_iters=max_iters),
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=5e-3, weight_decay=0.01)),
+            custom_hooks=custom_hooks,
+            default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
+                               checkpoint=dict(type='CheckpointHook', interval=10**6)),
+            default_scope=default_scope,
+            randomness=dict(seed=0),
+            log_level='WARNING')
+        runner.train()
+        return runner
+
+    def test_classifier_end_to_end(self):
+        runner = self._run(
+            model=tiny_classifier_cfg(),
+            dataset=dict(type='DigitsDataset', pipeline=[dict(type='PackInputs')]),
+            default_scope='mmpretrain',
+            custom_hooks=[dict(type='PromptMetricLossHook', beta=1.0, lam=0.5)],
+            max_iters=20,
+            batch_size=32)
+        hub = runner.message_hub
+        patch = hub.get_scalar('train/loss_ml_patch').data[0]
+        cls = hub.get_scalar('train/loss_ml_cls').data[0]
+        self.assertEqual(len(patch), 20)
+        self.assertEqual(len(cls), 20)
+        self.assertLess(patch[-5:].mean(), patch[:5].mean())
+        # mmpretrain's head logs its cross-entropy as 'loss' (it shadows the parsed total).
+        ce = hub.get_scalar('train/loss').data[0]
+        self.assertTrue(((ce > 0) & (ce < 5)).all())
+        # The loss wrapper is removed after training: validation/test see the stock model.
+        self.assertNotIn('loss', runner.model.__dict__)
+
+    def test_segmentor_end_to_end(self):
+        runner = self._run(
+            model=tiny_segmentor_cfg(),
+            dataset=dict(type='ToySegDataset', pipeline=[dict(type='PackSegInputs')]),
+            default_scope='mmseg',
+            custom_hooks=[dict(type='PromptMetricLossHook', beta=1.0, lam=1.0)],
+            max_iters=5,
+            batch_size=2)
+        hub = runner.message_hub
+        for key in ('train/loss_ml_patch', 'train/loss_ml_cls'):
+            values = hub.get_scalar(key).data[0]
+            self.assertEqual(len(values), 5)
+            self.assertTrue((values > 0).all(), key)
+
+    def test_requires_davpt_backbone(self):
+        model = tiny_classifier_cfg()
+        model['backbone'] = dict(type='VisionTransformer', arch=dict(
+            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=16,
+                                 patch_size=4)
+        with self.assertRaisesRegex(TypeError, 'needs a model whose backbone is DAVPTViT, but '
+                                    'ImageClassifier has VisionTransformer'):
+            self._run(model=model,
+                      dataset=dict(type='DigitsDataset', pipeline=[dict(type='PackInputs')]),
+                      default_scope='mmpretrain',
+                      custom_hooks=[dict(type='PromptMetricLossHook')],
+                      max_iters=1,
+                      batch_size=4)
+
+    def test_fallback_map_warns_once(self):
+        hook = PromptMetricLossHook()
+        hook.num_classes = 10
+        logger = MMLogger.get_current_instance()
+        with self.assertLogs(logger, level=logging.WARNING) as logs:
+            first = hook.class_to_prompt(4, torch.device('cpu'))
+            hook.class_to_prompt(4, torch.device('cpu'))
+        self.assertEqual(first.tolist(), [0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+        self.assertEqual(len(logs.records), 1)
