@@ -1,0 +1,395 @@
+"""Tests of mmda_vpt.utils.compat and of tools/train.py, tools/test.py, tools/dist_train.sh.
+
+The end-to-end tests train the toy classifier of tests/data/configs/toy_cls.py in subprocesses,
+exactly as a user runs the tools: one straight 2-epoch run shared by the tests, a run resumed
+from its epoch-1 checkpoint, a 2-process torchrun run on the CPU and a test.py run.
+"""
+import importlib.util
+import io
+import json
+import os
+import os.path as osp
+import pickle
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from types import ModuleType
+from unittest import TestCase, mock
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dist import utils as dist_utils
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.model import MMDistributedDataParallel
+from mmengine.runner import load_checkpoint
+from PIL import Image
+
+import mmda_vpt  # noqa: F401  (applies the compatibility patches)
+from mmda_vpt.utils.compat import apply_compat_patches, checkpoint_safe_globals
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+TEST = osp.join(REPO, 'tools', 'test.py')
+DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+SUBPROCESS_TIMEOUT = 600
+
+
+def _load_tool(path: str, name: str) -> ModuleType:
+    """Imports a script of tools/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _write_toy_images(root: str) -> None:
+    """Writes the toy dataset: 32x32 images, horizontal vs vertical stripes, 8+4 per class."""
+    rng = np.random.default_rng(0)
+    for split, count in (('train', 8), ('val', 4)):
+        for label, name in enumerate(('horizontal', 'vertical')):
+            folder = osp.join(root, 'data', 'toy_cls', split, name)
+            os.makedirs(folder, exist_ok=True)
+            for index in range(count):
+                image = rng.integers(0, 64, (32, 32, 3)).astype(np.uint8)
+                if label == 0:
+                    image[::4] += 160
+                else:
+                    image[:, ::4] += 160
+                Image.fromarray(image).save(osp.join(folder, f'{index}.png'))
+
+
+class Unpicklable:
+    """A custom class a weights_only load must refuse to rebuild."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class RunsCommand:
+    """Pickles as a call of os.system: loading it must not run the command."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+class ReachesPrivateAttribute:
+    """Pickles as getattr(HistoryBuffer, '__init__'), outside what checkpoints need."""
+
+    def __reduce__(self):
+        return getattr, (HistoryBuffer, '__init__')
+
+
+class TestCheckpointAllowlist(TestCase):
+    """(a) resume under torch's weights_only default, with weights_only still on."""
+
+    def _save(self, obj, directory: str) -> str:
+        path = osp.join(directory, 'ckpt.pth')
+        torch.save(obj, path)
+        return path
+
+    def test_message_hub_round_trip(self):
+        hub = MessageHub('test_compat_round_trip')
+        for step in range(3):
+            hub.update_scalar('train/loss', 1.0 / (step + 1))
+        hub.update_info('epoch', np.int64(3))
+        ckpt = dict(
+            state_dict=dict(weight=torch.arange(4.)),
+            message_hub=hub.state_dict(),
+            meta=dict(dataset_meta=dict(classes=(np.str_('a'), 'b')), score=np.float32(0.5)))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._save(ckpt, tmp)
+            loaded = torch.load(path)  # torch's default: weights_only=True
+        buffer = loaded['message_hub']['log_scalars']['train/loss']
+        self.assertIsInstance(buffer, HistoryBuffer)
+        assert np.allclose(buffer.data[0], [1.0, 0.5, 1 / 3])
+        self.assertAlmostEqual(float(buffer.mean()), (1.0 + 0.5 + 1 / 3) / 3)
+        self.assertIs(buffer._statistics_methods['mean'], HistoryBuffer.mean)
+        self.assertEqual(loaded['message_hub']['runtime_info']['epoch'], 3)
+        self.assertEqual(loaded['meta']['score'], np.float32(0.5))
+        assert torch.equal(loaded['state_dict']['weight'], torch.arange(4.))
+
+    def test_arbitrary_object_refused(self):
+        model = torch.nn.Linear(2, 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._save(dict(state_dict=model.state_dict(), extra=Unpicklable(1)), tmp)
+            with self.assertRaisesRegex(pickle.UnpicklingError,
+                                        r'Weights only load failed(.|\n)*Unpicklable'):
+                load_checkpoint(model, path)
+
+    def test_code_execution_refused(self):
+        model = torch.nn.Linear(2, 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            marker = osp.join(tmp, 'executed')
+            path = self._save(dict(state_dict=model.state_dict(), x=RunsCommand(marker)), tmp)
+            with self.assertRaisesRegex(pickle.UnpicklingError, 'Weights only load failed'):
+                load_checkpoint(model, path)
+            self.assertFalse(osp.exists(marker))
+
+    def test_getattr_limited_to_history_buffer_methods(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._save(dict(x=ReachesPrivateAttribute()), tmp)
+            with self.assertRaisesRegex(pickle.UnpicklingError,
+                                        'only the public methods of '
+                                        'mmengine.logging.HistoryBuffer'):
+                torch.load(path)
+
+    def test_allowlist_is_specific(self):
+        names = set()
+        for entry in checkpoint_safe_globals():
+            names.add(entry[1] if isinstance(entry, tuple) else entry.__qualname__)
+        self.assertIn('HistoryBuffer', names)
+        self.assertIn('builtins.getattr', names)
+        self.assertNotIn(getattr, checkpoint_safe_globals())
+        self.assertNotIn(type(np.dtype(object)), checkpoint_safe_globals())
+
+
+class TestCpuDistributed(TestCase):
+    """(b) distributed launchers and the DDP wrapper without CUDA; unchanged with CUDA."""
+
+    def _env(self):
+        return mock.patch.dict(
+            os.environ, dict(RANK='0', LOCAL_RANK='1', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                             MASTER_PORT=str(_free_port())))
+
+    def test_launcher_without_cuda(self):
+        set_device = torch.cuda.set_device
+        with self._env(), mock.patch.object(torch.cuda, 'is_available', return_value=False), \
+                mock.patch.object(dist_utils.mp, 'set_start_method'), \
+                mock.patch('torch.distributed.init_process_group') as init_pg:
+            dist_utils.init_dist('pytorch', backend='nccl')
+        init_pg.assert_called_once_with(backend='gloo')
+        self.assertIs(torch.cuda.set_device, set_device)
+
+    def test_launcher_with_cuda_unchanged(self):
+        with self._env(), mock.patch.object(torch.cuda, 'is_available', return_value=True), \
+                mock.patch.object(dist_utils.mp, 'set_start_method'), \
+                mock.patch.object(torch.cuda, 'set_device') as set_device, \
+                mock.patch('torch.distributed.init_process_group') as init_pg:
+            dist_utils.init_dist('pytorch', backend='nccl')
+        set_device.assert_called_once_with(1)
+        init_pg.assert_called_once_with(backend='nccl')
+
+    def test_ddp_of_cpu_module(self):
+        model = torch.nn.Linear(3, 2)
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(torch.cuda, 'is_available', return_value=False):
+            torch.distributed.init_process_group(
+                'gloo', init_method=f'file://{osp.join(tmp, "store")}', rank=0, world_size=1)
+            try:
+                # What Runner.wrap_model does: device_ids=[LOCAL_RANK].
+                ddp = MMDistributedDataParallel(module=model, device_ids=[0])
+                self.assertIsNone(ddp.device_ids)
+                ddp(torch.ones(4, 3)).sum().backward()
+                self.assertIsNotNone(model.weight.grad)
+                stock_init = MMDistributedDataParallel.__init__.__wrapped__
+                with self.assertRaisesRegex(ValueError, 'device_ids'):
+                    stock_init(
+                        object.__new__(MMDistributedDataParallel), module=model,
+                        device_ids=[0])
+            finally:
+                torch.distributed.destroy_process_group()
+
+    def test_idempotent(self):
+        launcher = dist_utils._init_dist_pytorch
+        ddp_init = MMDistributedDataParallel.__init__
+        apply_compat_patches()
+        apply_compat_patches()
+        self.assertIs(dist_utils._init_dist_pytorch, launcher)
+        self.assertIs(MMDistributedDataParallel.__init__, ddp_init)
+        self.assertFalse(hasattr(launcher.__wrapped__, '__wrapped__'))
+        self.assertFalse(hasattr(ddp_init.__wrapped__, '__wrapped__'))
+
+
+class TestPackageLookups(TestCase):
+    """mmengine's `mmpretrain::` / `mmseg::` config paths, with or without pkg_resources."""
+
+    def test_installed_path(self):
+        import mmpretrain
+        from mmengine.config import config as config_module
+        self.assertTrue(config_module.is_installed('mmpretrain'))
+        self.assertFalse(config_module.is_installed('mmda_vpt_no_such_package'))
+        self.assertEqual(
+            osp.realpath(config_module.get_installed_path('mmpretrain')),
+            osp.realpath(osp.dirname(mmpretrain.__file__)))
+
+    def test_scoped_base_config(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = osp.join(tmp, 'seg.py')
+            with open(path, 'w') as f:
+                f.write("_base_ = 'mmseg::_base_/default_runtime.py'\n")
+            cfg = Config.fromfile(path)
+        self.assertEqual(cfg.default_scope, 'mmseg')
+
+
+class TestTrainToolArgs(TestCase):
+    """Argument handling of tools/train.py and tools/test.py (in process, no training)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.train_tool = _load_tool(TRAIN, 'mmda_vpt_tools_train')
+        cls.test_tool = _load_tool(TEST, 'mmda_vpt_tools_test')
+
+    def _merged(self, *argv):
+        args = self.train_tool.parse_args([TOY_CONFIG, *argv])
+        return self.train_tool.merge_args(Config.fromfile(TOY_CONFIG), args)
+
+    def test_resume(self):
+        cfg = self._merged()
+        self.assertFalse(cfg.resume)
+        cfg = self._merged('--resume')
+        self.assertTrue(cfg.resume)
+        self.assertIsNone(cfg.load_from)
+        cfg = self._merged('--resume', 'work/epoch_1.pth', '--work-dir', 'work')
+        self.assertTrue(cfg.resume)
+        self.assertEqual(cfg.load_from, 'work/epoch_1.pth')
+        self.assertEqual(cfg.work_dir, 'work')
+
+    def test_amp_and_options(self):
+        cfg = self._merged('--amp', '--cfg-options', 'train_cfg.max_epochs=5')
+        self.assertEqual(cfg.optim_wrapper.type, 'AmpOptimWrapper')
+        self.assertEqual(cfg.optim_wrapper.loss_scale, 'dynamic')
+        self.assertEqual(cfg.train_cfg.max_epochs, 5)
+        self.assertEqual(cfg.launcher, 'none')
+        self.assertEqual(cfg.work_dir, osp.join('./work_dirs', 'toy_cls'))
+        cfg = Config.fromfile(TOY_CONFIG)
+        cfg.optim_wrapper.type = 'OptimWrapperDict'
+        with self.assertRaisesRegex(ValueError, '--amp needs optim_wrapper.type'):
+            self.train_tool.merge_args(cfg, self.train_tool.parse_args([TOY_CONFIG, '--amp']))
+
+    def test_dataloader_defaults(self):
+        cfg = self._merged('--no-validate')
+        self.assertIsNone(cfg.val_dataloader)
+        self.assertEqual(cfg.train_dataloader.collate_fn, dict(type='default_collate'))
+        self.assertFalse(cfg.train_dataloader.persistent_workers)
+        self.assertFalse(cfg.test_dataloader.pin_memory)
+        cfg = self._merged('--cfg-options', 'train_dataloader.num_workers=2')
+        self.assertFalse(cfg.train_dataloader.persistent_workers)  # the config's own value
+        cfg = Config.fromfile(TOY_CONFIG)
+        del cfg.train_dataloader['persistent_workers']
+        cfg.train_dataloader.num_workers = 2
+        cfg = self.train_tool.merge_args(cfg, self.train_tool.parse_args([TOY_CONFIG]))
+        self.assertTrue(cfg.train_dataloader.persistent_workers)
+
+    def test_library_by_scope(self):
+        import mmpretrain.registry
+        import mmseg.registry
+        self.assertIs(
+            self.train_tool.register_library(Config(dict(default_scope='mmpretrain'))),
+            mmpretrain.registry.RUNNERS)
+        self.assertIs(
+            self.train_tool.register_library(Config(dict(default_scope='mmseg'))),
+            mmseg.registry.RUNNERS)
+        with self.assertRaisesRegex(ValueError, "default_scope is 'mmdet'"):
+            self.train_tool.library_of(Config(dict(default_scope='mmdet')))
+        with self.assertRaisesRegex(ValueError, 'default_scope is None'):
+            self.train_tool.library_of(Config(dict()))
+
+    def test_test_tool_args(self):
+        args = self.test_tool.parse_args([TOY_CONFIG, 'ckpt.pth', '--work-dir', 'w'])
+        cfg = self.test_tool.merge_args(Config.fromfile(TOY_CONFIG), args)
+        self.assertEqual(cfg.load_from, 'ckpt.pth')
+        self.assertEqual(cfg.work_dir, 'w')
+        with mock.patch('sys.stderr', io.StringIO()), self.assertRaises(SystemExit):
+            self.test_tool.parse_args([TOY_CONFIG, 'ckpt.pth', '--out-item', 'metrics'])
+
+
+class TestToolsEndToEnd(TestCase):
+    """The tools in subprocesses on the toy classifier: resume, torchrun on the CPU, test."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls._tmp = tempfile.TemporaryDirectory()
+        cls.root = cls._tmp.name
+        _write_toy_images(cls.root)
+        # The reference: 2 epochs straight, global batch 8 (2 iterations per epoch).
+        cls.straight = cls._run([sys.executable, TRAIN, TOY_CONFIG, '--work-dir', 'straight',
+                                 '--cfg-options', 'train_dataloader.batch_size=8'])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._tmp.cleanup()
+
+    @classmethod
+    def _run(cls, command, **env) -> subprocess.CompletedProcess:
+        # The CPU path is under test (and keeps the runs comparable), also on a CUDA machine.
+        environ = dict(
+            os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', **env)
+        environ['PYTHONPATH'] = os.pathsep.join(
+            path for path in (REPO, os.environ.get('PYTHONPATH')) if path)
+        result = subprocess.run(
+            command, cwd=cls.root, env=environ, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=SUBPROCESS_TIMEOUT)
+        if result.returncode != 0:
+            raise AssertionError(f'{command} exited with {result.returncode}:\n'
+                                 f'{result.stdout[-6000:]}')
+        return result
+
+    def _checkpoint(self, work_dir: str, epoch: int) -> dict:
+        return torch.load(osp.join(self.root, work_dir, f'epoch_{epoch}.pth'))
+
+    def test_resume_reproduces_straight_run(self):
+        resumed = self._run([
+            sys.executable, TRAIN, TOY_CONFIG, '--work-dir', 'resumed', '--resume',
+            osp.join('straight', 'epoch_1.pth'), '--cfg-options',
+            'train_dataloader.batch_size=8'
+        ])
+        self.assertIn('resumed epoch: 1, iter: 2', resumed.stdout)
+        self.assertFalse(osp.exists(osp.join(self.root, 'resumed', 'epoch_1.pth')))
+        straight, again = self._checkpoint('straight', 2), self._checkpoint('resumed', 2)
+        self.assertEqual(straight['meta']['iter'], again['meta']['iter'])
+        self.assertEqual(set(straight['state_dict']), set(again['state_dict']))
+        for name, weight in straight['state_dict'].items():
+            assert torch.equal(weight, again['state_dict'][name]), name
+        for index, state in straight['optimizer']['state'].items():
+            assert torch.equal(state['momentum_buffer'],
+                               again['optimizer']['state'][index]['momentum_buffer']), index
+        self.assertEqual(straight['param_schedulers'], again['param_schedulers'])
+        # The first epoch changed the weights, so equality is not trivial.
+        first = self._checkpoint('straight', 1)['state_dict']
+        self.assertFalse(
+            torch.equal(first['head.fc.weight'], straight['state_dict']['head.fc.weight']))
+
+    def test_torchrun_two_cpu_processes(self):
+        run = self._run(['bash', DIST_TRAIN, TOY_CONFIG, '2', '--work-dir', 'dist'],
+                        PYTHON=sys.executable, PORT=str(_free_port()))
+        self.assertIn('Distributed training: True', run.stdout)
+        self.assertIn('GPU number: 2', run.stdout)
+        self.assertEqual(run.stdout.count('the distributed backend "nccl" is replaced by "gloo"'),
+                         2)
+        # 16 training images, batch 4 per process: 2 iterations per epoch with 2 processes.
+        self.assertIn('Epoch(train) [2][2/2]', run.stdout)
+        self.assertNotIn('Epoch(train) [2][3/', run.stdout)
+        # DDP averages the gradients of both ranks, so 2 x batch 4 trains like one batch of 8
+        # (the straight run); a rank that did not train would change the result.
+        dist, straight = self._checkpoint('dist', 2), self._checkpoint('straight', 2)
+        for name, weight in straight['state_dict'].items():
+            torch.testing.assert_close(dist['state_dict'][name], weight)
+
+    def test_test_tool(self):
+        out = osp.join(self.root, 'metrics.json')
+        run = self._run([
+            sys.executable, TEST, TOY_CONFIG, osp.join('straight', 'epoch_2.pth'),
+            '--work-dir', 'test', '--out', out, '--out-item', 'metrics'
+        ])
+        self.assertIn('Load checkpoint from straight/epoch_2.pth', run.stdout)
+        with open(out) as f:
+            metrics = json.load(f)
+        self.assertEqual(set(metrics), {'accuracy/top1'})
+        # The test split is the validation split: the same accuracy as the last validation.
+        last_val = re.findall(r'Epoch\(val\) \[2\]\S* +accuracy/top1: ([0-9.]+)',
+                              self.straight.stdout)
+        self.assertEqual(len(last_val), 1)
+        self.assertAlmostEqual(metrics['accuracy/top1'], float(last_val[0]), places=3)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Train with torchrun on GPUS processes per node (without CUDA, mmda_vpt runs them on the CPU
+# with the gloo backend).
+#
+#   tools/dist_train.sh CONFIG GPUS [tools/train.py arguments...]
+#
+# Environment: NNODES (default 1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1),
+# PYTHON (the interpreter, default python).
+if [ "$#" -lt 2 ]; then
+  echo "usage: $0 CONFIG GPUS [tools/train.py arguments...]" >&2
+  exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+TOOLS="$(cd "$(dirname "$0")" && pwd)"
+
+PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
+exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$TOOLS/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"
