@@ -131,6 +131,7 @@ class PromptedViTMixin:
         self.learnable_cls_token = learnable_cls_token
         self.with_cp = with_cp
         self.record_taps = True
+        self._force_taps = False
         self.taps: Optional[PromptTaps] = None
         self._attn_map_layers: Optional[Tuple[int, ...]] = None
         self.attention_maps: Dict[int, torch.Tensor] = {}
@@ -329,6 +330,24 @@ class PromptedViTMixin:
         finally:
             self._attn_map_layers = None
 
+    @contextmanager
+    def prompts_disabled(self) -> Iterator[None]:
+        """Run as the plain pre-trained ViT and record the taps, in any mode.
+
+        Inside the context no layer has prompts (``forward_blocks`` inserts and strips
+        nothing) and ``taps`` (``cls_final``, ``patch_final``) are recorded in eval mode too,
+        so the class-to-prompt mapping can read the pre-trained features without dropout.
+        """
+        saved = self.prompt_counts
+        self.prompt_counts = (0, ) * len(saved)
+        self._force_taps = True
+        try:
+            yield
+        finally:
+            self.prompt_counts = saved
+            self._force_taps = False
+            self.taps = None
+
     # ------------------------------------------------------------------ forward
     def _qkv_bias(self, index: int, parts: BlockParts) -> Optional[torch.Tensor]:
         if self.kv_bias is None:
@@ -411,7 +430,7 @@ class PromptedViTMixin:
         Returns:
             list[Tensor]: ``[prefix, patches]`` tokens (B, P + N, D) for each of ``out_indices``.
         """
-        record = self.training and self.record_taps
+        record = (self.training or self._force_taps) and self.record_taps
         taps = PromptTaps(guided_layers=self.guided_layers,
                           patch_resolution=tuple(patch_resolution)) if record else None
         maps = self._attn_map_layers

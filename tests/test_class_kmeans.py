@@ -1,0 +1,159 @@
+"""Tests of the class-to-prompt clustering functions (no runner)."""
+from unittest import TestCase
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from mmda_vpt.utils.class_kmeans import (cluster_sizes, initial_class_map, normalize_rows,
+                                         time_class_clustering, update_class_map, warm_kmeans)
+
+
+def grouped_features(num_groups=5, per_group=8, dim=32, spread=0.1, seed=0):
+    """Class features in ``num_groups`` well-separated groups and the group of every class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_groups, dim)) * 3
+    groups = np.repeat(np.arange(num_groups), per_group)
+    rng.shuffle(groups)
+    features = centres[groups] + spread * rng.normal(size=(len(groups), dim))
+    return features, groups
+
+
+def same_partition(a, b):
+    """Whether two labelings group the items identically (up to renaming the labels)."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+class TestClassKMeans(TestCase):
+
+    def test_initial_recovers_groups(self):
+        features, groups = grouped_features()
+        result = initial_class_map(features, 5, seed=0)
+        self.assertEqual(result.class_to_prompt.shape, (40, ))
+        self.assertEqual(result.centroids.shape, (5, 32))
+        self.assertTrue(same_partition(result.class_to_prompt, groups))
+        self.assertEqual(cluster_sizes(result.class_to_prompt, 5).tolist(), [8] * 5)
+        # Deterministic with the seed.
+        again = initial_class_map(features, 5, seed=0)
+        self.assertEqual(again.class_to_prompt.tolist(), result.class_to_prompt.tolist())
+
+    def test_warm_start_keeps_prompt_identity(self):
+        features, groups = grouped_features()
+        first = initial_class_map(features, 5, seed=0)
+        rng = np.random.default_rng(1)
+        shifted = features + 0.3 * rng.normal(size=features.shape) + 0.5 * rng.normal(
+            size=(1, features.shape[1]))
+        second = update_class_map(shifted, first.class_to_prompt, first.centroids)
+        self.assertEqual(second.class_to_prompt.tolist(), first.class_to_prompt.tolist())
+        self.assertFalse(np.allclose(second.centroids, first.centroids))
+        # A cold re-clustering of the same features may rename the clusters: the identity above
+        # comes from the warm start, not from luck.
+        renamed = any(
+            not np.array_equal(initial_class_map(shifted, 5, seed=s, n_init=1).class_to_prompt,
+                               first.class_to_prompt) for s in range(1, 30))
+        self.assertTrue(renamed)
+
+    def test_warm_kmeans_matches_sklearn(self):
+        features, _ = grouped_features(num_groups=4, per_group=30, dim=16, spread=1.5, seed=3)
+        points = normalize_rows(features)
+        rng = np.random.default_rng(0)
+        init = points[rng.choice(len(points), 4, replace=False)]
+        labels, centroids, n_iter = warm_kmeans(points, init)
+        ref = KMeans(4, init=init, n_init=1, algorithm='lloyd').fit(points)
+        self.assertEqual(labels.tolist(), ref.labels_.tolist())
+        self.assertTrue(np.allclose(centroids, ref.cluster_centers_, atol=1e-10))
+        self.assertEqual(n_iter, ref.n_iter_)
+
+    def test_empty_cluster_keeps_centroid(self):
+        features, _ = grouped_features(num_groups=3, per_group=10, dim=8)
+        points = normalize_rows(features)
+        far = np.full((1, 8), 100.0)
+        init = np.concatenate([points[[0, 10, 20]], far])
+        labels, centroids, _ = warm_kmeans(points, init)
+        self.assertNotIn(3, labels.tolist())
+        self.assertTrue(np.array_equal(centroids[3], far[0]))
+        # scikit-learn moves it to a point instead.
+        ref = KMeans(4, init=init, n_init=1, algorithm='lloyd').fit(points)
+        self.assertFalse(np.allclose(ref.cluster_centers_[3], far[0]))
+
+    def test_kept_and_missing_classes(self):
+        features, groups = grouped_features()
+        first = initial_class_map(features, 5, seed=0)
+        moved = features.copy()
+        # Class 0 now looks like a class of another group; kept, it stays where it was.
+        other = int(np.flatnonzero(groups != groups[0])[0])
+        moved[0] = features[other]
+        keep = np.zeros(40, dtype=bool)
+        keep[0] = True
+        valid = np.ones(40, dtype=bool)
+        valid[1] = False  # no feature at all: keeps its prompt, takes no part
+        result = update_class_map(moved, first.class_to_prompt, first.centroids, valid=valid,
+                                  keep=keep)
+        self.assertEqual(result.class_to_prompt[0], first.class_to_prompt[0])
+        self.assertEqual(result.class_to_prompt[1], first.class_to_prompt[1])
+        free = update_class_map(moved, first.class_to_prompt, first.centroids, valid=valid)
+        self.assertEqual(free.class_to_prompt[0], first.class_to_prompt[other])
+        # Centroids are the means of what each prompt holds after the kept classes are applied.
+        points = normalize_rows(moved)
+        for prompt in range(5):
+            members = np.flatnonzero((result.class_to_prompt == prompt) & valid)
+            self.assertTrue(np.allclose(result.centroids[prompt], points[members].mean(0)))
+
+    def test_fewer_classes_than_prompts(self):
+        features, _ = grouped_features(num_groups=3, per_group=1, dim=8)
+        result = initial_class_map(features, 5)
+        self.assertEqual(result.class_to_prompt.tolist(), [0, 1, 2])
+        self.assertTrue(np.allclose(result.centroids[:3], normalize_rows(features)))
+        self.assertTrue(np.array_equal(result.centroids[3:], np.zeros((2, 8))))
+        update = update_class_map(features + 1.0, result.class_to_prompt, result.centroids)
+        self.assertEqual(update.class_to_prompt.tolist(), [0, 1, 2])
+        self.assertTrue(np.allclose(update.centroids[:3], normalize_rows(features + 1.0)))
+
+    def test_fewer_seen_classes_than_prompts(self):
+        features, _ = grouped_features(num_groups=6, per_group=1, dim=8)
+        valid = np.array([True, False, True, False, False, False])
+        result = initial_class_map(features, 4, valid=valid)
+        mapping = result.class_to_prompt.tolist()
+        self.assertEqual(mapping[0], 0)
+        self.assertEqual(mapping[2], 1)
+        self.assertEqual(sorted(set(mapping[i] for i in (1, 3, 4, 5))), [2, 3])
+
+    def test_unseen_class_in_initial_map(self):
+        features, groups = grouped_features()
+        valid = np.ones(40, dtype=bool)
+        valid[7] = False
+        features[7] = np.nan  # never read
+        result = initial_class_map(features, 5, valid=valid)
+        self.assertEqual(result.class_to_prompt[7], 7 % 5)
+        self.assertTrue(same_partition(result.class_to_prompt[valid], groups[valid]))
+
+    def test_cosine_metric(self):
+        features, groups = grouped_features()
+        result = initial_class_map(features, 5, metric='cosine')
+        self.assertTrue(same_partition(result.class_to_prompt, groups))
+        self.assertTrue(np.allclose(np.linalg.norm(result.centroids, axis=1), 1.0))
+        update = update_class_map(features * 2, result.class_to_prompt, result.centroids,
+                                  metric='cosine')
+        self.assertEqual(update.class_to_prompt.tolist(), result.class_to_prompt.tolist())
+        self.assertTrue(np.allclose(np.linalg.norm(update.centroids, axis=1), 1.0))
+
+    def test_errors(self):
+        features, _ = grouped_features()
+        with self.assertRaisesRegex(ValueError, 'metric must be one of'):
+            initial_class_map(features, 5, metric='manhattan')
+        with self.assertRaisesRegex(ValueError, r'class features must be \(C, D\)'):
+            initial_class_map(features[0], 5)
+        with self.assertRaisesRegex(ValueError, 'NaN or inf'):
+            bad = features.copy()
+            bad[3, 0] = np.inf
+            initial_class_map(bad, 5)
+        with self.assertRaisesRegex(ValueError, r'previous map names prompts outside \[0, 5\)'):
+            update_class_map(features, np.full(40, 5), np.zeros((5, 32)))
+        with self.assertRaisesRegex(ValueError, 'same D'):
+            warm_kmeans(features, np.zeros((5, 3)))
+
+    def test_timing_helper(self):
+        timing = time_class_clustering(num_classes=60, dim=16, num_prompts=4, repeats=1)
+        self.assertEqual(set(timing), {'initial_ms', 'update_ms', 'update_ms_min', 'changed'})
+        self.assertGreater(timing['initial_ms'], 0)
+        self.assertGreater(timing['update_ms'], 0)

@@ -1,0 +1,462 @@
+"""Tests of ClassPromptMappingHook: unit checks and real runner.train() runs on tiny models."""
+import itertools
+import logging
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+from unittest import TestCase
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+from mmpretrain.structures import DataSample
+
+import mmda_vpt  # noqa: F401
+from mmda_vpt.engine.hooks import ClassPromptMappingHook
+from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CHECKPOINT_KEY,
+                                                            guided_prompt_count,
+                                                            select_per_class)
+from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
+from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
+
+from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+PACK = [dict(type='PackInputs')]
+
+
+@HOOKS.register_module(force=True)
+class MappingRecorderHook(Hook):
+    """Keeps a copy of the mapping hook's state after before_train and after every epoch."""
+
+    priority = 'LOW'  # after ClassPromptMappingHook (NORMAL)
+
+    def before_train(self, runner):
+        self.mapping = next(h for h in runner.hooks if isinstance(h, ClassPromptMappingHook))
+        self.states = {0: self._state()}
+
+    def after_train_epoch(self, runner):
+        self.states[runner.epoch + 1] = self._state()
+
+    def _state(self):
+        hook = self.mapping
+        return dict(class_to_prompt=hook.class_to_prompt.clone(),
+                    centroids=hook.centroids.clone(),
+                    class_features=hook.class_features.clone(),
+                    has_feature=hook.has_feature.clone(),
+                    last_update=dict(hook.last_update))
+
+
+def digits(indices=(0, 200), classes=10, pipeline=None):
+    return dict(type='DigitsDataset', indices=indices, classes=classes,
+                pipeline=pipeline or PACK)
+
+
+_names = itertools.count()
+
+
+def make_runner(work_dir, model, dataset, max_epochs=2, hook=None, checkpoint_interval=10**6,
+                resume_from=None, with_test=False, name='map'):
+    hook = dict(type='ClassPromptMappingHook', **(hook or {}))
+    extra = {}
+    if with_test:
+        extra = dict(test_dataloader=dict(dataset=digits(), batch_size=16, num_workers=0,
+                                          sampler=dict(type='DefaultSampler', shuffle=False)),
+                     test_cfg=dict(), test_evaluator=dict(type='Accuracy'))
+    return Runner(
+        model=model,
+        work_dir=work_dir,
+        experiment_name=f'{name}_{next(_names)}',
+        train_dataloader=dict(dataset=dataset, batch_size=16, num_workers=0,
+                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=5e-3)),
+        custom_hooks=[hook, dict(type='PromptMetricLossHook'),
+                      dict(type='MappingRecorderHook')],
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=100),
+                           checkpoint=dict(type='CheckpointHook',
+                                           interval=checkpoint_interval)),
+        load_from=resume_from,
+        resume=resume_from is not None,
+        default_scope='mmpretrain',
+        randomness=dict(seed=0),
+        log_level='WARNING',
+        **extra)
+
+
+def recorder(runner):
+    return next(h for h in runner.hooks if isinstance(h, MappingRecorderHook))
+
+
+def mapping_hook(runner):
+    return next(h for h in runner.hooks if isinstance(h, ClassPromptMappingHook))
+
+
+def taps_of(cls_final):
+    return PromptTaps(guided_layers=(1, ), cls_final=cls_final,
+                      patch_final=cls_final[:, None].repeat(1, 4, 1), patch_resolution=(2, 2))
+
+
+class TestClassPromptMappingHook(TestCase):
+
+    def test_init_errors(self):
+        with self.assertRaisesRegex(ValueError, 'samples_per_class must be None or an int >= 1'):
+            ClassPromptMappingHook(samples_per_class=0)
+        with self.assertRaisesRegex(ValueError, 'interval must be None or an int >= 1'):
+            ClassPromptMappingHook(interval=1.5)
+        with self.assertRaisesRegex(ValueError, 'metric must be one of'):
+            ClassPromptMappingHook(metric='l1')
+        with self.assertRaisesRegex(ValueError, 'n_init and max_iter must be >= 1'):
+            ClassPromptMappingHook(n_init=0)
+
+    def test_pretrained_view_is_the_plain_vit(self):
+        torch.manual_seed(0)
+        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(num_prompts=3, num_guided_prompts=5))
+        model.init_weights()
+        backbone = model.backbone
+        self.assertEqual(guided_prompt_count(backbone), 5)
+        plain = PRETRAIN_MODELS.build(dict(
+            type='VisionTransformer', arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                                feedforward_channels=64),
+            img_size=16, patch_size=4, norm_cfg=dict(type='LN', eps=1e-6)))
+        missing, unexpected = plain.load_state_dict(backbone.state_dict(), strict=False)
+        self.assertEqual(missing, [])
+        self.assertEqual(sorted(unexpected), ['prompts.0', 'prompts.1'])
+        plain.eval()
+        model.eval()
+        images = torch.randn(3, 3, 16, 16)
+        with torch.no_grad():
+            expected = plain(images)[-1]
+            with backbone.prompts_disabled():
+                backbone(images)
+                cls_final = backbone.taps.cls_final
+            prompted = backbone(images)[-1]
+        assert torch.allclose(cls_final, expected, atol=1e-5)
+        self.assertFalse(torch.allclose(prompted, expected, atol=1e-3))
+        # Everything is restored.
+        self.assertEqual(backbone.prompt_counts, (3, 5))
+        self.assertFalse(backbone.training)
+        self.assertIsNone(backbone.taps)
+
+    def test_padded_samples_counted_once(self):
+        hook = ClassPromptMappingHook()
+        hook.num_classes = 3
+        hook._sums = torch.zeros(3, 2, dtype=torch.float64)
+        hook._counts = torch.zeros(3, dtype=torch.float64)
+        # 5 samples on 2 ranks, batches of 2: DefaultSampler pads the stream to 6 positions;
+        # rank 1 holds positions 1, 3 and 5, and 5 (>= 5) repeats a sample of rank 0.
+        hook._dedupe, hook._rank, hook._world_size = True, 1, 2
+        hook._dataset_len, hook._loader_batch, hook._loader_len = 5, 2, 2
+        model = SimpleNamespace(backbone=SimpleNamespace())
+
+        def step(batch_idx, feats, labels):
+            hook.before_train_iter(None, batch_idx)
+            model.backbone.taps = taps_of(torch.tensor(feats))
+            hook._accumulate(model, None, [DataSample().set_gt_label(x) for x in labels], {})
+
+        step(0, [[1., 0.], [0., 1.]], [0, 1])
+        step(1, [[2., 0.]], [0])  # the padded position
+        self.assertEqual(hook._counts.tolist(), [1.0, 1.0, 0.0])
+        assert torch.allclose(hook._sums[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
+        step(3, [[2., 0.]], [0])  # iteration-based loop, second pass: padded again
+        self.assertEqual(hook._counts.tolist(), [1.0, 1.0, 0.0])
+        hook._rank = 0  # rank 0 holds positions 0, 2, 4: all real
+        step(1, [[5., 5.]], [2])
+        self.assertEqual(hook._counts.tolist(), [1.0, 1.0, 1.0])
+
+    def test_unseen_class_keeps_prompt_and_feature(self):
+        rng = np.random.default_rng(0)
+        centres = rng.normal(size=(2, 8)) * 3
+        features = normalize_rows(np.concatenate([centres[[0, 0, 0]], centres[[1, 1, 1]]]))
+        hook = ClassPromptMappingHook()
+        hook.num_classes, hook.num_prompts = 6, 2
+        hook.class_to_prompt = torch.tensor([0, 0, 0, 1, 1, 1])
+        hook.centroids = torch.from_numpy(normalize_rows(centres)).float()
+        hook.class_features = torch.from_numpy(features).float()
+        hook.has_feature = torch.ones(6, dtype=torch.bool)
+        hook._reset_window(torch.device('cpu'), 8)
+        # Classes 0, 1, 3, 4 are seen; class 0 now looks like group 1; 2 and 5 are not seen.
+        seen = {0: centres[1], 1: centres[0], 3: centres[1], 4: centres[1]}
+        for cls, feat in seen.items():
+            hook._add(hook._sums, hook._counts, torch.tensor(feat)[None] * 2,
+                      torch.tensor([cls]))
+        logger = MMLogger.get_current_instance()
+        with self.assertLogs(logger, level=logging.INFO) as logs:
+            hook._update('epoch 1')
+        self.assertEqual(hook.class_to_prompt.tolist(), [1, 0, 0, 1, 1, 1])
+        assert torch.allclose(hook.class_features[2], torch.from_numpy(features[2]).float())
+        self.assertEqual(hook.last_update['changed'], 1)
+        self.assertEqual(hook.last_update['unseen'], 2)
+        self.assertEqual(hook.last_update['cluster_sizes'], [2, 4])
+        self.assertRegex('\n'.join(logs.output), r'\[epoch 1\]: k-means [0-9.]+ ms, 1 of 6 '
+                         r'classes changed prompt, 2 classes without a sample in the window; '
+                         r'classes per prompt \[2, 4\]')
+        self.assertEqual(hook._counts.sum().item(), 0)  # the window starts again
+
+    def test_select_per_class(self):
+        labels = np.array([0, 1, 0, 2, 0, 1, 0])
+        chosen = select_per_class(labels, 4, 2, seed=0)
+        self.assertEqual(np.bincount(labels[chosen], minlength=4).tolist(), [2, 2, 1, 0])
+        self.assertEqual(chosen.tolist(), sorted(chosen.tolist()))
+
+    def test_image_quota(self):
+        labels = torch.tensor([[0, 0, 1, -1], [1, 2, 2, 0], [2, 2, 2, 2]])
+        served = torch.zeros(3, dtype=torch.long)
+        kept = ClassPromptMappingHook._apply_quota(labels, served, 1)
+        # Image 0 serves classes 0 and 1, image 1 only class 2, image 2 nothing.
+        self.assertEqual(kept.tolist(), [[0, 0, 1, -1], [-1, 2, 2, -1], [-1, -1, -1, -1]])
+        self.assertEqual(served.tolist(), [1, 1, 1])
+        served = torch.zeros(3, dtype=torch.long)
+        kept = ClassPromptMappingHook._apply_quota(labels, served, None)
+        self.assertTrue(torch.equal(kept, labels))
+        self.assertEqual(served.tolist(), [2, 2, 2])
+
+    def test_initial_map_is_the_plain_vit_on_the_test_pipeline(self):
+        """Initial features: frozen ViT, prompts off, final-norm CLS, test pipeline, k per class."""
+        flip = [dict(type='RandomFlip', prob=1.0, direction='horizontal'), dict(type='PackInputs')]
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = make_runner(tmp, tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3),
+                                 digits(pipeline=flip), max_epochs=1,
+                                 hook=dict(samples_per_class=4), with_test=True)
+            runner.train()
+            initial = recorder(runner).states[0]
+            hook = mapping_hook(runner)
+        self.assertEqual(initial['last_update']['class_counts'].tolist(), [4.0] * 10)
+        self.assertEqual(hook.initial_pass['images'], 40)
+        self.assertEqual(hook.initial_pass['images_per_class'].tolist(), [4] * 10)
+        # Oracle: mmpretrain's own ViT with the frozen weights on the un-flipped images that
+        # the hook's seeded choice picks.
+        backbone = runner.model.backbone
+        plain = PRETRAIN_MODELS.build(dict(
+            type='VisionTransformer', arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                                feedforward_channels=64),
+            img_size=16, patch_size=4, norm_cfg=dict(type='LN', eps=1e-6)))
+        plain.load_state_dict(backbone.state_dict(), strict=False)
+        plain.eval()
+        dataset = runner.train_dataloader.dataset
+        labels = np.array([info['gt_label'] for info in dataset.data_list])
+        chosen = select_per_class(labels, 10, 4, seed=0)
+        images = torch.stack([torch.from_numpy(dataset.data_list[i]['img']).permute(2, 0, 1)
+                              for i in chosen]).float()
+        with torch.no_grad():
+            feats = plain((images - 127.5) / 127.5)[-1].double().numpy()
+        means = np.stack([feats[labels[chosen] == c].mean(0) for c in range(10)])
+        assert torch.allclose(initial['class_features'],
+                              torch.from_numpy(normalize_rows(means)).float(), atol=1e-5)
+        self.assertEqual(tuple(initial['centroids'].shape), (3, 32))
+        self.assertEqual(initial['class_to_prompt'].dtype, torch.long)
+        self.assertEqual(hook.num_updates, 2)
+        self.assertEqual(hook.last_update['when'], 'epoch 1')
+        self.assertEqual(sum(hook.last_update['cluster_sizes']), 10)
+
+    def test_resume_gives_the_uninterrupted_map(self):
+        model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3)
+        with tempfile.TemporaryDirectory() as tmp:
+            full = make_runner(osp.join(tmp, 'full'), model, digits(), max_epochs=2,
+                               checkpoint_interval=1, hook=dict(pipeline=PACK), name='full')
+            full.train()
+            states = recorder(full).states
+            ckpt = torch.load(osp.join(tmp, 'full', 'epoch_1.pth'), map_location='cpu',
+                              weights_only=True)
+            saved = ckpt[CHECKPOINT_KEY]
+            self.assertTrue(torch.equal(saved['class_to_prompt'], states[1]['class_to_prompt']))
+            self.assertTrue(torch.equal(saved['centroids'], states[1]['centroids']))
+
+            resumed = make_runner(osp.join(tmp, 'resumed'), model, digits(), max_epochs=2,
+                                  hook=dict(pipeline=PACK),
+                                  resume_from=osp.join(tmp, 'full', 'epoch_1.pth'),
+                                  name='resumed')
+            resumed.train()
+            after = recorder(resumed).states
+            # No initial pass on resume: the restored map is the epoch-1 map.
+            self.assertTrue(torch.equal(after[0]['class_to_prompt'], states[1]['class_to_prompt']))
+            self.assertTrue(torch.equal(after[2]['class_to_prompt'], states[2]['class_to_prompt']))
+            self.assertTrue(torch.equal(after[2]['centroids'], states[2]['centroids']))
+            self.assertTrue(torch.equal(after[2]['class_features'], states[2]['class_features']))
+            # The map did move during training (the check above is not about a frozen map).
+            self.assertFalse(torch.equal(states[2]['centroids'], states[1]['centroids']))
+
+            # Testing a checkpoint needs neither hook.
+            tester = Runner(model=model, work_dir=osp.join(tmp, 'test'),
+                            test_dataloader=dict(dataset=digits(), batch_size=16, num_workers=0,
+                                                 sampler=dict(type='DefaultSampler',
+                                                              shuffle=False)),
+                            test_cfg=dict(), test_evaluator=dict(type='Accuracy'),
+                            load_from=osp.join(tmp, 'full', 'epoch_2.pth'),
+                            default_scope='mmpretrain', log_level='WARNING')
+            metrics = tester.test()
+            self.assertIn('accuracy/top1', metrics)
+
+    def test_resume_with_other_class_count_fails(self):
+        hook = ClassPromptMappingHook()
+        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(num_classes=10, num_guided_prompts=3))
+        state = dict(class_to_prompt=torch.zeros(7, dtype=torch.long),
+                     centroids=torch.zeros(3, 32), class_features=torch.zeros(7, 32),
+                     has_feature=torch.ones(7, dtype=torch.bool), num_updates=2)
+        runner = SimpleNamespace(model=model, _resume=True)
+        with self.assertRaisesRegex(ValueError, 'the checkpoint maps 7 classes to 3 prompts '
+                                    'of dimension 32, but the model has 10 classes and 3 guided '
+                                    'prompts of dimension 32; resume with the same model'):
+            hook.after_load_checkpoint(runner, {CHECKPOINT_KEY: state})
+        runner._resume = False  # load_from: the map is recomputed instead
+        hook.after_load_checkpoint(runner, {CHECKPOINT_KEY: state})
+        self.assertIsNone(hook.class_to_prompt)
+
+    def test_checkpoint_keeps_the_window(self):
+        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(num_classes=4, num_guided_prompts=2))
+        hook = ClassPromptMappingHook()
+        hook.num_classes, hook.num_prompts = 4, 2
+        hook.class_to_prompt = torch.tensor([0, 1, 0, 1])
+        hook.centroids = torch.randn(2, 32)
+        hook.class_features = torch.randn(4, 32)
+        hook.has_feature = torch.ones(4, dtype=torch.bool)
+        hook._reset_window(torch.device('cpu'), 32)
+        hook._add(hook._sums, hook._counts, torch.ones(2, 32), torch.tensor([1, 3]))
+        # Iteration-based: the running window is saved and comes back on rank 0 at resume.
+        hook._by_epoch = False
+        checkpoint = {}
+        hook.before_save_checkpoint(None, checkpoint)
+        state = checkpoint[CHECKPOINT_KEY]
+        self.assertEqual(state['window_counts'].tolist(), [0.0, 1.0, 0.0, 1.0])
+        restored = ClassPromptMappingHook()
+        restored.after_load_checkpoint(SimpleNamespace(model=model, _resume=True), checkpoint)
+        self.assertTrue(torch.equal(restored.class_to_prompt, hook.class_to_prompt))
+        self.assertTrue(torch.equal(restored.centroids, hook.centroids))
+        self.assertEqual(restored._pending_window[1].tolist(), [0.0, 1.0, 0.0, 1.0])
+        # Epoch-based, saved inside an epoch: the epoch is re-run on resume, so the window is
+        # saved as it was when the epoch began.
+        hook._by_epoch = True
+        hook.before_train_epoch(None)
+        hook._add(hook._sums, hook._counts, torch.ones(1, 32), torch.tensor([0]))
+        checkpoint = {}
+        hook.before_save_checkpoint(None, checkpoint)
+        self.assertEqual(checkpoint[CHECKPOINT_KEY]['window_counts'].tolist(),
+                         [0.0, 1.0, 0.0, 1.0])
+
+    def test_fewer_classes_than_prompts(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = make_runner(tmp, tiny_classifier_cfg(num_classes=2, num_prompts=2,
+                                                          num_guided_prompts=3),
+                                 digits(indices=(0, 100), classes=2), max_epochs=2,
+                                 hook=dict(pipeline=PACK, samples_per_class=None))
+            with self.assertLogs(runner.logger, level=logging.WARNING) as logs:
+                runner.train()
+        states = recorder(runner).states
+        sizes = np.bincount([d['gt_label'] for d in runner.train_dataloader.dataset.data_list])
+        # samples_per_class=None: the initial pass sees the whole training set.
+        self.assertEqual(states[0]['last_update']['class_counts'].tolist(), sizes.tolist())
+        for epoch in range(3):
+            self.assertEqual(states[epoch]['class_to_prompt'].tolist(), [0, 1])
+        self.assertEqual(states[2]['last_update']['cluster_sizes'], [1, 1, 0])
+        assert torch.allclose(states[2]['centroids'][:2], states[2]['class_features'])
+        warnings = [r for r in logs.output if '2 classes for 3 prompts' in r]
+        self.assertEqual(len(warnings), 1)
+
+    def test_missing_class_and_small_classes(self):
+        """Class 9 never occurs; every other class has fewer samples than samples_per_class."""
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = make_runner(tmp, tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3),
+                                 digits(indices=(0, 60), classes=9), max_epochs=2,
+                                 hook=dict(samples_per_class=10, pipeline=PACK))
+            with self.assertLogs(runner.logger, level=logging.WARNING) as logs:
+                runner.train()
+        sizes = np.bincount(np.array([d['gt_label'] for d in
+                                      runner.train_dataloader.dataset.data_list]), minlength=10)
+        self.assertTrue((sizes[:9] < 10).all() and sizes[9] == 0)
+        states = recorder(runner).states
+        self.assertEqual(states[0]['last_update']['class_counts'].tolist(),
+                         sizes.astype(float).tolist())
+        self.assertFalse(bool(states[2]['has_feature'][9]))
+        self.assertEqual({int(states[e]['class_to_prompt'][9]) for e in range(3)}, {9 % 3})
+        self.assertEqual(states[2]['last_update']['unseen'], 1)
+        self.assertTrue(any('classes [9] have no sample in the training set' in r
+                            for r in logs.output))
+
+    def test_labels_outside_class_range(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = make_runner(tmp, tiny_classifier_cfg(num_classes=8), digits(indices=(0, 40)),
+                                 max_epochs=1, hook=dict(pipeline=PACK))
+            with self.assertRaisesRegex(ValueError, r'training-set labels must be in \[0, 8\), '
+                                        'got values from 0 to 9'):
+                runner.train()
+
+    def test_segmentation_iteration_based(self):
+        seg_set = dict(type='ToySegDataset', num_samples=8,
+                       pipeline=[dict(type='PackSegInputs')])
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = Runner(
+                model=tiny_segmentor_cfg(num_classes=4, num_prompts=2, num_guided_prompts=2),
+                work_dir=tmp,
+                train_dataloader=dict(dataset=seg_set, batch_size=2, num_workers=0,
+                                      sampler=dict(type='InfiniteSampler', shuffle=True)),
+                train_cfg=dict(type='IterBasedTrainLoop', max_iters=4),
+                optim_wrapper=dict(optimizer=dict(type='AdamW', lr=5e-3)),
+                custom_hooks=[dict(type='ClassPromptMappingHook', samples_per_class=2,
+                                   interval=2, pipeline=[dict(type='PackSegInputs')]),
+                              dict(type='PromptMetricLossHook')],
+                default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=10**6)),
+                default_scope='mmseg', randomness=dict(seed=0), log_level='WARNING')
+            with self.assertLogs(runner.logger, level=logging.INFO) as logs:
+                runner.train()
+        hook = mapping_hook(runner)
+        self.assertEqual(hook.num_updates, 3)  # initial, iter 2, iter 4
+        self.assertEqual(hook.last_update['when'], 'iter 4')
+        self.assertEqual(tuple(hook.class_to_prompt.shape), (4, ))
+        self.assertEqual(tuple(hook.centroids.shape), (2, 32))
+        self.assertEqual(hook.last_update['unseen'], 0)
+        # An image counts for the classes it holds until each has had 2; then the pass stops.
+        self.assertEqual(hook.initial_pass['images_per_class'].tolist(), [2] * 4)
+        used = hook.initial_pass['images']
+        self.assertLess(used, 8)
+        self.assertTrue(any(f'initial pass used {used} of 8 images' in r for r in logs.output))
+
+    def test_two_processes_match_one_on_the_union(self):
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, OMP_NUM_THREADS='1')
+            proc = subprocess.run(
+                [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                 '--master_port', str(port),
+                 osp.join(REPO, 'tests', 'data', 'mapping', 'dist_mapping.py'), tmp],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+            ranks = [torch.load(osp.join(tmp, f'rank{r}.pth'), weights_only=True)
+                     for r in range(2)]
+        for epoch in range(3):
+            for key in ('class_to_prompt', 'centroids', 'class_features', 'has_feature'):
+                self.assertTrue(torch.equal(ranks[0][epoch][key], ranks[1][epoch][key]),
+                                f'{key} differs between ranks after epoch {epoch}')
+        for epoch in (1, 2):
+            before, states = ranks[0][epoch - 1], [r[epoch] for r in ranks]
+            sample_idx = torch.cat([s['sample_idx'] for s in states])
+            feats = torch.cat([s['feats'] for s in states]).double()
+            labels = torch.cat([s['labels'] for s in states])
+            # 101 samples on 2 ranks: the sampler pads one, seen twice but counted once.
+            self.assertEqual(len(sample_idx), 102)
+            _, first = np.unique(sample_idx.numpy(), return_index=True)
+            self.assertEqual(len(first), 101)
+            feats, labels = feats[first], labels[first]
+            counts = torch.bincount(labels, minlength=10).double()
+            self.assertEqual(states[0]['class_counts'].tolist(), counts.tolist())
+            seen = counts > 0
+            features = before['class_features'].double().clone()
+            means = torch.stack([feats[labels == c].mean(0) for c in range(10)])
+            features[seen] = torch.from_numpy(normalize_rows(means[seen].numpy()))
+            expected = update_class_map(features.numpy(), before['class_to_prompt'].numpy(),
+                                        before['centroids'].double().numpy(),
+                                        valid=(before['has_feature'] | seen).numpy(),
+                                        keep=(~seen).numpy())
+            self.assertEqual(states[0]['class_to_prompt'].tolist(),
+                             expected.class_to_prompt.tolist())
+            assert torch.allclose(states[0]['centroids'],
+                                  torch.from_numpy(expected.centroids).float(), atol=1e-5)
