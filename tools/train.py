@@ -26,6 +26,7 @@ from mmengine.registry import Registry
 from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401  (compatibility fixes and registration)
+from mmda_vpt.utils.params import log_trainable_params
 
 __all__ = [
     'SUPPORTED_SCOPES', 'add_common_args', 'build_runner', 'library_of', 'main', 'merge_args',
@@ -255,6 +256,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
+    log_trainable_params(runner.model)  # the paper's #Param column, for every method
     runner.train()
 
 
