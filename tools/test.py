@@ -56,6 +56,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='mmpretrain only: what --out holds. Defaults to predictions.')
     parser.add_argument(
         '--amp', action='store_true', help='enable automatic-mixed-precision test')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help="test with the config's tta_model and tta_pipeline (mmseg's multi-scale mIoU-MS)")
     add_common_args(parser)
     args = parser.parse_args(argv)
     if args.out_item is not None and args.out is None:
@@ -90,6 +93,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                              '--out is the directory for the predicted maps.')
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ValueError(f'{cfg.filename} defines no tta_model / tta_pipeline for --tta')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg

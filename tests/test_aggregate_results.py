@@ -1,0 +1,219 @@
+"""Tests of tools/aggregate_results.py on work directories laid out as mmengine leaves them.
+
+``tests/test_configs.py`` also feeds it the work directories of real (shrunk) training and
+test runs.
+"""
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import os.path as osp
+import tempfile
+from unittest import TestCase
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+aggregate = _load_tool('aggregate_results')
+gen = aggregate.gen_configs
+
+SEG_TEST_CONFIG = "model = dict(type='EncoderDecoder')\ntta_model = dict(type='SegTTAModel')\n"
+SEG_TTA_CONFIG = ("model = dict(type='SegTTAModel', module=dict(type='EncoderDecoder'))\n"
+                  "tta_model = dict(type='SegTTAModel')\n")
+
+
+def cls_name(method: str, backbone: str, task: str) -> str:
+    methods = {m.key: m for m in gen.CLS_METHODS}
+    backbones = {b.key: b for b in gen.BACKBONES}
+    tasks = {t.key: t for t in gen.TASKS}
+    path = gen.cls_config_path(methods[method], backbones[backbone], tasks[task])
+    return osp.basename(path)[:-3]
+
+
+def make_run(root: str, config: str, seed: int, tests=(), val=None) -> str:
+    """A work directory: the dumped config and one timestamp folder per test result.
+
+    Args:
+        tests: ``(metrics dict, vis_data/config.py text or None)`` per test run, oldest first.
+        val: Validation values written to a training run's ``vis_data/scalars.json``.
+    """
+    run = osp.join(root, config, f'seed{seed}')
+    os.makedirs(run, exist_ok=True)
+    with open(osp.join(run, f'{config}.py'), 'w') as f:
+        f.write('# dumped config\n')
+    second = 0
+    if val is not None:
+        stamp = f'20250101_0000{second:02d}'
+        os.makedirs(osp.join(run, stamp, 'vis_data'))
+        with open(osp.join(run, stamp, 'vis_data', 'scalars.json'), 'w') as f:
+            for step, value in enumerate(val, start=1):
+                f.write(json.dumps({'loss': 1.0, 'step': step}) + '\n')
+                f.write(json.dumps({next(iter(value)): value[next(iter(value))],
+                                    'step': step}) + '\n')
+        second += 1
+    for metrics, config_text in tests:
+        stamp = f'20250101_0000{second:02d}'
+        os.makedirs(osp.join(run, stamp, 'vis_data'))
+        with open(osp.join(run, stamp, f'{stamp}.json'), 'w') as f:
+            json.dump(dict(metrics, data_time=0.1, time=0.2), f)
+        if config_text is not None:
+            with open(osp.join(run, stamp, 'vis_data', 'config.py'), 'w') as f:
+                f.write(config_text)
+        second += 1
+    return run
+
+
+class TestAggregateResults(TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.root = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def rows(self, use_val=False):
+        return aggregate.summarize(aggregate.collect([self.root], use_val=use_val), use_val)
+
+    def test_config_index(self):
+        index = aggregate.config_index()
+        self.assertEqual(len(index), 24 * 3 * 5 + 2 * 4 + 8)
+        self.assertEqual(index['davpt_vit-b16-in21k_1xb32-100e_cub-224'],
+                         aggregate.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
+        self.assertEqual(index['setr_pup_vitl_pascal_context_plus'],
+                         aggregate.ConfigInfo('seg', 'davpt-plus', 'in21k', 'pascal-context-60'))
+
+    def test_fgvc_seeds_and_mean(self):
+        values = {'cub': [90.0, 91.0, 92.0], 'nabirds': [87.0, 87.0], 'flowers': [99.5],
+                  'dogs': [89.0], 'cars': [90.5]}
+        for task, seeds in values.items():
+            for seed, value in enumerate(seeds):
+                make_run(self.root, cls_name('davpt', 'in21k', task), seed,
+                         tests=[({'accuracy/top1': value}, None)])
+        tables = self.rows()
+        cub = next(r for r in tables['tasks'] if r.what[2] == 'CUB-200-2011')
+        self.assertEqual(cub.what[:2], ('supervised IN-21k', 'DA-VPT'))
+        self.assertEqual(cub.n, '3')
+        self.assertAlmostEqual(cub.mean, 91.0)
+        self.assertAlmostEqual(cub.std, 1.0)
+        self.assertEqual(cub.paper, 90.2)
+        self.assertAlmostEqual(cub.diff, 0.8)
+        nabirds = next(r for r in tables['tasks'] if r.what[2] == 'NABirds')
+        self.assertEqual(nabirds.std, 0.0)
+        dogs = next(r for r in tables['tasks'] if r.what[2] == 'Stanford Dogs')
+        self.assertIsNone(dogs.std)
+        fgvc = next(r for r in tables['groups'] if r.what[2] == 'FGVC')
+        self.assertEqual(fgvc.n, '5/5')
+        self.assertAlmostEqual(fgvc.mean, (91.0 + 87.0 + 99.5 + 89.0 + 90.5) / 5)
+        self.assertEqual(fgvc.paper, 91.22)
+        self.assertAlmostEqual(fgvc.diff, fgvc.mean - 91.22)
+        natural = next(r for r in tables['groups'] if r.what[2] == 'Natural')
+        self.assertEqual((natural.n, natural.mean, natural.paper), ('0/7', None, 80.25))
+        text = aggregate.format_tables(tables)
+        self.assertIn('| supervised IN-21k | DA-VPT | CUB-200-2011 | 3 | 91.00 | 1.00 | 90.20 | '
+                      '+0.80 |', text)
+
+    def test_vtab_groups_and_overall(self):
+        expected = {}
+        for i, task in enumerate(gen.VTAB_TASKS):
+            value = 50.0 + i
+            expected[task.key] = value
+            make_run(self.root, cls_name('davpt-plus', 'mae', task.key), 0,
+                     tests=[({'accuracy/top1': value - 10}, None),
+                            ({'accuracy/top1': value}, None)])  # the newer result counts
+        groups = {r.what[2]: r for r in self.rows()['groups']}
+        means = {}
+        for group in gen.VTAB_GROUPS:
+            keys = [t.key for t in gen.VTAB_TASKS if t.group == group]
+            means[group] = sum(expected[k] for k in keys) / len(keys)
+            self.assertAlmostEqual(groups[group].mean, means[group])
+        self.assertEqual(groups['Natural'].paper, 66.59)
+        overall = groups['VTAB-1k overall']
+        self.assertEqual(overall.n, '3/3')
+        self.assertAlmostEqual(overall.mean, sum(means.values()) / 3)
+        self.assertAlmostEqual(overall.paper, (66.59 + 82.96 + 59.28) / 3)
+        self.assertEqual(groups['FGVC'].n, '0/5')
+        self.assertIsNone(groups['FGVC'].mean)
+
+    def test_incomplete_group(self):
+        make_run(self.root, cls_name('vpt-deep', 'mocov3', 'vtab-dtd'), 0,
+                 tests=[({'accuracy/top1': 60.0}, None)])
+        groups = {r.what[2]: r for r in self.rows()['groups']}
+        self.assertEqual(groups['Natural'].n, '1/7')
+        self.assertIsNone(groups['Natural'].mean)
+        self.assertEqual(groups['VTAB-1k overall'].n, '0/3')
+        self.assertEqual(groups['Natural'].paper, 70.27)
+        self.assertIn('| MoCo v3 | VPT-Deep | Natural | 1/7 | - | - | 70.27 | - |',
+                      aggregate.format_tables(self.rows()))
+
+    def test_segmentation_single_and_multi_scale(self):
+        for seed, (ss, ms) in enumerate([(45.0, 47.0), (46.0, 48.0)]):
+            make_run(self.root, 'setr_pup_vitl_ade20k', seed,
+                     tests=[({'mIoU': ss, 'aAcc': 80.0}, SEG_TEST_CONFIG),
+                            ({'mIoU': ms}, SEG_TTA_CONFIG)])
+        long_name = osp.basename(gen.seg_config_path(gen.SEG_METHODS[3], gen.SEG_TASKS[1]))[:-3]
+        make_run(self.root, long_name, 0, tests=[({'mIoU': 54.0}, SEG_TEST_CONFIG)])
+        rows = self.rows()['segmentation']
+        self.assertEqual([r.what for r in rows], [
+            ('ADE20K', 'DA-VPT', 'mIoU single-scale'),
+            ('ADE20K', 'DA-VPT', 'mIoU multi-scale'),
+            ('PASCAL Context', 'Full fine-tuning', 'mIoU single-scale'),
+        ])
+        self.assertAlmostEqual(rows[0].mean, 45.5)
+        self.assertAlmostEqual(rows[0].std, math.sqrt(0.5))
+        self.assertEqual(rows[0].paper, 45.10)
+        self.assertAlmostEqual(rows[1].mean, 47.5)
+        self.assertEqual(rows[1].paper, 47.07)
+        self.assertAlmostEqual(rows[2].diff, 54.0 - 53.69)
+
+    def test_validation_fallback(self):
+        config = cls_name('linear', 'in21k', 'vtab-svhn')
+        make_run(self.root, config, 0, val=[{'accuracy/top1': 30.0}, {'accuracy/top1': 35.0}])
+        self.assertEqual(self.rows()['tasks'], [])
+        rows = self.rows(use_val=True)['tasks']
+        self.assertEqual(len(rows), 1)
+        self.assertEqual((rows[0].mean, rows[0].source), (35.0, 'val'))
+        self.assertIn('35.00 (val)', aggregate.format_tables(self.rows(use_val=True)))
+
+    def test_unknown_and_ambiguous_dirs(self):
+        make_run(self.root, 'my_experiment', 0, tests=[({'accuracy/top1': 1.0}, None)])
+        self.assertEqual(aggregate.collect([self.root]), [])
+        run = make_run(self.root, cls_name('davpt', 'in21k', 'cub'), 0)
+        with open(osp.join(run, cls_name('davpt', 'in21k', 'cars') + '.py'), 'w') as f:
+            f.write('\n')
+        with self.assertRaisesRegex(ValueError, 'holds the configs of several experiments'):
+            aggregate.collect([self.root])
+        with self.assertRaisesRegex(FileNotFoundError, 'is not a directory'):
+            aggregate.collect([osp.join(self.root, 'nope')])
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit):
+            aggregate.main([osp.join(self.root, 'nope')])
+        self.assertIn('not a directory', err.getvalue())
+
+    def test_main(self):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.assertEqual(aggregate.main([self.root]), 1)
+        self.assertIn('no runs found', err.getvalue())
+        make_run(self.root, cls_name('davpt', 'in21k', 'cub'), 0,
+                 tests=[({'accuracy/top1': 90.0}, None)])
+        make_run(self.root, cls_name('davpt', 'in21k', 'dogs'), 0)
+        out_file = osp.join(self.root, 'tables.md')
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            self.assertEqual(aggregate.main([self.root, '--out', out_file]), 0)
+        self.assertIn('| supervised IN-21k | DA-VPT | CUB-200-2011 | 1 | 90.00 | - | 90.20 | '
+                      '-0.20 |', out.getvalue())
+        self.assertIn('no test result in', err.getvalue())
+        self.assertIn('dogs', err.getvalue())
+        with open(out_file) as f:
+            self.assertEqual(f.read().strip(), out.getvalue().strip())

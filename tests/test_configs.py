@@ -1,0 +1,708 @@
+"""Tests of the paper configs under ``configs/`` and of ``tools/gen_configs.py``.
+
+Every config loads with mmengine's ``Config``, builds its model with the real architecture on the
+CPU (pre-trained weights are not loaded: ``init_cfg`` is dropped), and builds its datasets on a
+small fake data tree written to a temporary folder with the configs' relative layout. One FGVC,
+one VTAB-1k and one segmentation config then train 2 iterations and evaluate end to end with the
+real DA-VPT hooks, shrunk through ``--cfg-options``-style overrides (``merge_from_dict``).
+"""
+import copy
+import gc
+import glob
+import importlib.util
+import json
+import logging
+import os
+import os.path as osp
+import re
+import tempfile
+from contextlib import ExitStack, contextmanager
+from typing import Dict, Iterator, List
+from unittest import TestCase, mock
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS as PRETRAIN_DATASETS
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+from mmseg.registry import DATASETS as SEG_DATASETS
+from mmseg.registry import MODELS as SEG_MODELS
+
+import mmda_vpt  # noqa: F401  (registration, and mmengine's mmpretrain:: look-ups)
+from mmpretrain.utils import register_all_modules as register_pretrain_modules  # noqa: E402
+from mmseg.utils import register_all_modules as register_seg_modules  # noqa: E402
+
+register_pretrain_modules(init_default_scope=False)
+register_seg_modules(init_default_scope=False)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_configs = _load_tool('gen_configs')
+aggregate_results = _load_tool('aggregate_results')
+
+CONFIGS: List[str] = sorted(
+    osp.relpath(p, ROOT) for folder in gen_configs.GENERATED_DIRS
+    for p in glob.glob(osp.join(ROOT, folder, '**', '*.py'), recursive=True))
+LONG_NAME = re.compile(r'^(?P<method>davpt|davpt-plus|vpt-deep|linear|full-ft)_'
+                       r'(?P<backbone>[a-z0-9-]+)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
+                       r'(?P<schedule>\d+[ek])_(?P<dataset>[a-z0-9-]+)-(?P<size>\d+(x\d+)?)\.py$')
+
+_CONFIG_CACHE: Dict[str, Config] = {}
+
+
+def load_config(path: str) -> Config:
+    """The config at ``path`` (relative to the repository), loaded once per test run."""
+    if path not in _CONFIG_CACHE:
+        _CONFIG_CACHE[path] = Config.fromfile(osp.join(ROOT, path))
+    return copy.deepcopy(_CONFIG_CACHE[path])
+
+
+def is_seg(cfg: Config) -> bool:
+    return cfg.default_scope == 'mmseg'
+
+
+# ----------------------------------------------------------------------------- fake data
+def _write_image(path: str, height: int = 32, width: int = 40, seed: int = 0) -> None:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(path, rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def _write_label_map(path: str, classes: List[int], height: int, width: int) -> None:
+    """Vertical bands of the given class values."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    label = np.zeros((height, width), dtype=np.uint8)
+    for i, value in enumerate(classes):
+        label[:, i * width // len(classes):(i + 1) * width // len(classes)] = value
+    cv2.imwrite(path, label)
+
+
+def write_fgvc(root: str, task) -> None:
+    """VPT's layout: train/val/test JSONs; train names every class (sparse labels 1, 3, 5, ...)."""
+    base = osp.join(root, task.data_root)
+    raw = [1 + 2 * c for c in range(task.num_classes)]  # NABirds-like non-contiguous ids
+    splits = dict(train=range(task.num_classes), val=range(4), test=range(6))
+    for split, classes in splits.items():
+        entries = {}
+        for c in classes:
+            rel = f'c{c:03d}/{split}_{c}.jpg'
+            _write_image(osp.join(base, task.image_dir, rel), seed=c)
+            entries[rel] = raw[c]
+        with open(osp.join(base, f'{split}.json'), 'w') as f:
+            json.dump(entries, f, indent=1)
+
+
+def write_vtab(root: str, task) -> None:
+    """The common VTAB-1k file lists; train800 and train800val200 name every class."""
+    base = osp.join(root, task.data_root)
+    sizes = dict(train800=task.num_classes, val200=4, train800val200=task.num_classes, test=6)
+    for split, count in sizes.items():
+        lines = []
+        for i in range(count):
+            rel = f'images/{split}/{i}.jpg'
+            _write_image(osp.join(base, rel), seed=i)
+            lines.append(f'{rel} {i % task.num_classes}')
+        with open(osp.join(base, f'{split}.txt'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+
+def write_ade(root: str) -> None:
+    base = osp.join(root, 'data/ade/ADEChallengeData2016')
+    bands = [[1, 5, 20, 150], [2, 5, 7, 0], [3, 9, 20, 44]]
+    for split, count in (('training', 3), ('validation', 1)):
+        for i in range(count):
+            name = f'ADE_{split}_{i:08d}'
+            _write_image(osp.join(base, 'images', split, name + '.jpg'), 48, 64, seed=i)
+            _write_label_map(osp.join(base, 'annotations', split, name + '.png'), bands[i], 48, 64)
+
+
+def write_pascal_context(root: str) -> None:
+    base = osp.join(root, 'data/VOCdevkit/VOC2010')
+    names = dict(train=['2008_000001', '2008_000002'], val=['2008_000003'])
+    for split, items in names.items():
+        for i, name in enumerate(items):
+            _write_image(osp.join(base, 'JPEGImages', name + '.jpg'), 72, 96, seed=i)
+            _write_label_map(osp.join(base, 'SegmentationClassContext', name + '.png'),
+                             [0, 3 + i, 59], 72, 96)
+        os.makedirs(osp.join(base, 'ImageSets/SegmentationContext'), exist_ok=True)
+        with open(osp.join(base, 'ImageSets/SegmentationContext', f'{split}.txt'), 'w') as f:
+            f.write('\n'.join(items) + '\n')
+
+
+def write_fake_tree(root: str) -> None:
+    """Every benchmark's tree under ``root``, at the configs' relative data roots."""
+    for task in gen_configs.FGVC_TASKS:
+        write_fgvc(root, task)
+    for task in gen_configs.VTAB_TASKS:
+        write_vtab(root, task)
+    write_ade(root)
+    write_pascal_context(root)
+
+
+def point_data_to(cfg: Config, root: str) -> None:
+    """Prefix the (relative) data roots of the three dataloaders with ``root``."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = cfg[loader]['dataset']
+        if osp.isabs(dataset['data_root']):
+            raise AssertionError(f'{cfg.filename}: {loader} has an absolute data_root')
+        dataset['data_root'] = osp.join(root, dataset['data_root'])
+
+
+_FAKE_ROOT = None
+_ORIGINAL_CFG_PATH = Config._get_cfg_path
+_EXTERNAL_PATHS: Dict[str, tuple] = {}
+
+
+def _cached_cfg_path(cfg_path: str, filename: str) -> tuple:
+    """mmengine's ``Config._get_cfg_path``, remembered for ``package::path`` bases.
+
+    For each ``mmpretrain::``/``mmseg::`` base, mmengine reloads ``pkg_resources`` and parses
+    every metafile of the package (200+ YAML files, about a second); with the answer remembered
+    per base, loading the 376 configs takes seconds instead of minutes. The answers are
+    mmengine's own (they do not depend on the including file).
+    """
+    if '::' not in cfg_path:
+        return _ORIGINAL_CFG_PATH(cfg_path, filename)
+    if cfg_path not in _EXTERNAL_PATHS:
+        _EXTERNAL_PATHS[cfg_path] = _ORIGINAL_CFG_PATH(cfg_path, filename)
+    return _EXTERNAL_PATHS[cfg_path]
+
+
+def setUpModule():
+    global _FAKE_ROOT
+    Config._get_cfg_path = staticmethod(_cached_cfg_path)
+    _FAKE_ROOT = tempfile.TemporaryDirectory()
+    write_fake_tree(_FAKE_ROOT.name)
+
+
+def tearDownModule():
+    Config._get_cfg_path = staticmethod(_ORIGINAL_CFG_PATH)
+    _FAKE_ROOT.cleanup()
+
+
+# ----------------------------------------------------------------------------- tests
+class TestGenConfigs(TestCase):
+
+    def test_generated_files_are_current(self):
+        problems = gen_configs.check(ROOT)
+        self.assertEqual(problems, [], 'run `python tools/gen_configs.py` and commit the result')
+
+    def test_check_reports_stale_files(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            changed, removed = gen_configs.write_all(tmp)
+            self.assertEqual(changed, len(gen_configs.render_all()))
+            self.assertEqual(removed, [])
+            self.assertEqual(gen_configs.check(tmp), [])
+            some = sorted(gen_configs.render_all())[0]
+            with open(osp.join(tmp, some), 'a') as f:
+                f.write('# edited by hand\n')
+            extra = osp.join(tmp, 'configs/da_vpt/my_config.py')
+            with open(extra, 'w') as f:
+                f.write('x = 1\n')
+            os.remove(osp.join(tmp, gen_configs.seg_config_path(gen_configs.SEG_METHODS[0],
+                                                                 gen_configs.SEG_TASKS[0])))
+            problems = gen_configs.check(tmp)
+            self.assertEqual(len(problems), 3, problems)
+            self.assertTrue(any(p.startswith('outdated: ') and some in p for p in problems))
+            self.assertTrue(any(p.startswith('missing: ') for p in problems))
+            self.assertTrue(any('my_config.py' in p for p in problems))
+            self.assertEqual(gen_configs.main(['--root', tmp, '--check']), 1)
+            gen_configs.write_all(tmp)
+            self.assertEqual(gen_configs.check(tmp), [])
+
+    def test_every_row_has_a_config(self):
+        files = set(CONFIGS)
+        # 24 tasks x 3 backbones x 5 methods, 2 benchmarks x 4 methods, 8 short names.
+        self.assertEqual(len(files), 24 * 3 * 5 + 2 * 4 + 8)
+        self.assertEqual(len(gen_configs.FGVC_TASKS), 5)
+        self.assertEqual(len(gen_configs.VTAB_TASKS), 19)
+        for group, count in (('Natural', 7), ('Specialized', 4), ('Structured', 8)):
+            self.assertEqual(sum(t.group == group for t in gen_configs.VTAB_TASKS), count)
+        for short in ('configs/da_vpt/setr_pup_vitl_ade20k.py',
+                      'configs/da_vpt/setr_pup_vitl_pascal_context.py',
+                      'configs/da_vpt/setr_pup_vitl_ade20k_plus.py',
+                      'configs/da_vpt/setr_pup_vitl_pascal_context_plus.py',
+                      'configs/baselines/setr_pup_vitl_ade20k_vpt_deep.py',
+                      'configs/baselines/setr_pup_vitl_pascal_context_vpt_deep.py'):
+            self.assertIn(short, files)
+
+
+class TestConfigContents(TestCase):
+    """What each config says: names, schedule, data, methods and the authors' settings."""
+
+    def test_conventions(self):
+        for path in CONFIGS:
+            with self.subTest(config=path):
+                cfg = load_config(path)
+                name = osp.basename(path)
+                if path not in gen_configs.ALIASES:
+                    match = LONG_NAME.match(name)
+                    self.assertIsNotNone(match, f'{name} does not follow the naming scheme')
+                    self.assertEqual(int(match['batch']),
+                                     cfg.train_dataloader.batch_size)
+                self.assertEqual(cfg.custom_imports,
+                                 dict(imports=['mmda_vpt'], allow_failed_imports=False))
+                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+                    root = cfg[loader].dataset.data_root
+                    self.assertFalse(osp.isabs(root))
+                    self.assertTrue(root.startswith('data/'), root)
+                init = cfg.model.backbone.init_cfg
+                self.assertEqual(init.type, 'Pretrained')
+                self.assertTrue(init.checkpoint.startswith('checkpoints/'), init.checkpoint)
+
+    def test_classification_schedule(self):
+        for path in CONFIGS:
+            cfg = load_config(path)
+            if is_seg(cfg):
+                continue
+            with self.subTest(config=path):
+                self.assertEqual(cfg.default_scope, 'mmpretrain')
+                self.assertEqual(cfg.optim_wrapper.optimizer.type, 'AdamW')
+                self.assertEqual(cfg.train_dataloader.batch_size, 32)
+                self.assertEqual(cfg.train_cfg.max_epochs, 100)
+                warmup, cosine = cfg.param_scheduler
+                self.assertEqual((warmup.type, warmup.begin, warmup.end), ('LinearLR', 0, 10))
+                self.assertEqual((cosine.type, cosine.begin, cosine.end, cosine.eta_min),
+                                 ('CosineAnnealingLR', 10, 100, 1e-8))
+                train_types = [t.type for t in cfg.train_dataloader.dataset.pipeline]
+                if cfg.train_dataloader.dataset.type == 'FGVCDataset':
+                    self.assertEqual(train_types, ['LoadImageFromFile', 'RandomResizedCrop',
+                                                   'RandomFlip', 'PackInputs'])
+                    self.assertEqual(cfg.test_dataloader.dataset.split, 'test')
+                else:
+                    self.assertEqual(train_types, ['LoadImageFromFile', 'Resize', 'PackInputs'])
+                    self.assertEqual(cfg.train_dataloader.dataset.split, 'train800val200')
+                    self.assertEqual(cfg.test_dataloader.dataset.split, 'test')
+                self.assertEqual(cfg.model.head.num_classes,
+                                 cfg.train_dataloader.dataset.num_classes)
+                self.assertEqual(cfg.model.data_preprocessor.num_classes,
+                                 cfg.train_dataloader.dataset.num_classes)
+
+    def test_methods(self):
+        for path in CONFIGS:
+            cfg = load_config(path)
+            method = LONG_NAME.match(osp.basename(gen_configs.ALIASES.get(path, path)))['method']
+            backbone = cfg.model.backbone
+            hooks = [h.type for h in cfg.get('custom_hooks', [])]
+            with self.subTest(config=path):
+                if method in ('davpt', 'davpt-plus'):
+                    self.assertEqual(backbone.type, 'DAVPTViT')
+                    self.assertEqual(sorted(hooks),
+                                     ['ClassPromptMappingHook', 'PromptMetricLossHook'])
+                    self.assertEqual(backbone.bias_tune, 'kv' if method == 'davpt-plus' else None)
+                    self.assertGreater(len(backbone.guided_layers), 0)
+                else:
+                    self.assertNotIn('PromptMetricLossHook', hooks)
+                    self.assertNotIn('ClassPromptMappingHook', hooks)
+                if method == 'vpt-deep':
+                    self.assertEqual((backbone.type, backbone.guided_layers), ('DAVPTViT', ()))
+                    self.assertGreater(backbone.num_prompts, 0)
+                elif method == 'linear':
+                    self.assertEqual((backbone.type, backbone.num_prompts), ('DAVPTViT', 0))
+                elif method == 'full-ft':
+                    self.assertEqual(backbone.type, 'VisionTransformer')
+                    self.assertNotIn('num_prompts', backbone)
+
+    def test_authors_settings(self):
+        """The settings reference-numbers.md gives, in every backbone's DA-VPT(+) configs."""
+        expected = {
+            'cub': ((10, 11), 10, 10, 0.05, 0.05),
+            'nabirds': ((9, 10, 11), 10, 5, 0.01, 0.2),
+            'cars': ((11, ), 60, 80, 0.05, 0.05),
+            'vtab-cifar100': (tuple(range(3, 12)), 20, 20, 1.0, 0.05),
+        }
+        seen = 0
+        for path in CONFIGS:
+            match = LONG_NAME.match(osp.basename(path))
+            if match is None or match['method'] not in ('davpt', 'davpt-plus') \
+                    or match['dataset'] not in expected:
+                continue
+            cfg = load_config(path)
+            loss_hook = next(h for h in cfg.custom_hooks if h.type == 'PromptMetricLossHook')
+            backbone = cfg.model.backbone
+            with self.subTest(config=path):
+                self.assertEqual(
+                    (tuple(backbone.guided_layers), backbone.num_guided_prompts,
+                     backbone.num_prompts, loss_hook.beta, loss_hook.lam),
+                    expected[match['dataset']])
+                self.assertEqual((loss_hook.margin, loss_hook.alpha), (0.1, 32))
+                mapping = next(h for h in cfg.custom_hooks if h.type == 'ClassPromptMappingHook')
+                self.assertEqual((mapping.samples_per_class, mapping.interval), (10, None))
+            seen += 1
+        self.assertEqual(seen, 4 * 2 * 3)
+
+    def test_backbones(self):
+        checkpoints = {'in21k': 'checkpoints/vit-b16_in21k.pth',
+                       'mae': 'checkpoints/vit-b16_mae.pth',
+                       'mocov3': 'checkpoints/vit-b16_mocov3.pth'}
+        for path in CONFIGS:
+            match = LONG_NAME.match(osp.basename(path))
+            if match is None or match['backbone'].startswith('setr'):
+                continue
+            cfg = load_config(path)
+            backbone = cfg.model.backbone
+            with self.subTest(config=path):
+                self.assertEqual((backbone.arch, backbone.img_size, backbone.patch_size),
+                                 ('b', 224, 16))
+                self.assertEqual((backbone.out_type, backbone.final_norm), ('cls_token', True))
+                self.assertEqual(backbone.init_cfg.checkpoint,
+                                 checkpoints[match['backbone'].split('-')[-1]])
+
+    def test_segmentation(self):
+        settings = {'ade20k': (150, 512, 341, 160000, 'ADE20KDataset'),
+                    'pascal-context-60': (60, 480, 320, 80000, 'PascalContextDataset')}
+        seen = 0
+        for path in CONFIGS:
+            cfg = load_config(path)
+            if not is_seg(cfg):
+                continue
+            dataset = LONG_NAME.match(osp.basename(gen_configs.ALIASES.get(path, path)))['dataset']
+            classes, crop, stride, iters, dataset_type = settings[dataset]
+            model = cfg.model
+            with self.subTest(config=path):
+                self.assertEqual(model.type, 'EncoderDecoder')
+                self.assertEqual((model.backbone.embed_dims, model.backbone.num_layers),
+                                 (1024, 24))
+                self.assertEqual(tuple(model.backbone.img_size), (crop, crop))
+                # The paper's layers 9, 12, 18 and 24 (1-based) feed the four heads.
+                self.assertEqual(tuple(model.backbone.out_indices), (8, 11, 17, 23))
+                self.assertEqual(model.decode_head.in_index, 3)
+                self.assertEqual(model.decode_head.type, 'SETRUPHead')
+                self.assertEqual([h.in_index for h in model.auxiliary_head], [0, 1, 2])
+                for head in [model.decode_head] + list(model.auxiliary_head):
+                    self.assertEqual(head.num_classes, classes)
+                self.assertEqual(model.test_cfg, dict(mode='slide', crop_size=(crop, crop),
+                                                      stride=(stride, stride)))
+                self.assertEqual(cfg.train_cfg.max_iters, iters)
+                self.assertEqual(cfg.train_dataloader.dataset.type, dataset_type)
+                self.assertEqual(cfg.tta_model.type, 'SegTTAModel')
+                tta = cfg.tta_pipeline[1]
+                self.assertEqual(tta.type, 'TestTimeAug')
+                self.assertEqual([t.scale_factor for t in tta.transforms[0]],
+                                 [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+                for hook in cfg.get('custom_hooks', []):
+                    if hook.type == 'ClassPromptMappingHook':
+                        self.assertIsInstance(hook.interval, int)
+            seen += 1
+        self.assertEqual(seen, 16)
+
+
+@contextmanager
+def skip_random_init() -> Iterator[None]:
+    """Build modules without drawing their random initial values.
+
+    The architecture (every module and parameter shape) is built as usual; only torch's random
+    initializers leave the freshly allocated values as they are. The configs load pre-trained
+    weights over them, and drawing ~400M random numbers for the ViT-L segmentors would take
+    most of this test's time.
+    """
+    noop = lambda tensor, *args, **kwargs: tensor  # noqa: E731
+    names = ('uniform_', 'normal_', 'trunc_normal_', 'kaiming_uniform_', 'kaiming_normal_',
+             'xavier_uniform_', 'xavier_normal_')
+    with ExitStack() as stack:
+        for name in names:
+            stack.enter_context(mock.patch.object(torch.nn.init, name, noop))
+        yield
+
+
+class TestConfigBuilds(TestCase):
+    """Every config builds its model (real architecture) and its datasets on fake data."""
+
+    def test_models(self):
+        logging.disable(logging.WARNING)
+        try:
+            self._check_models()
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def _check_models(self):
+        # Configs that share an architecture (and aliases) are grouped, so that each distinct
+        # backbone is built once and only one is held in memory at a time.
+        groups: Dict[str, list] = {}
+        for path in CONFIGS:
+            cfg = load_config(path)
+            model_cfg = cfg.model.to_dict()
+            model_cfg['backbone']['init_cfg'] = None
+            key = repr(model_cfg) if is_seg(cfg) else repr(model_cfg['backbone'])
+            groups.setdefault(key, []).append((path, cfg, model_cfg))
+        forwarded = set()
+        with skip_random_init():
+            for members in groups.values():
+                path, cfg, model_cfg = members[0]
+                with self.subTest(config=path):
+                    if is_seg(cfg):
+                        model = SEG_MODELS.build(model_cfg)
+                        self._check_seg_model(model, cfg, forwarded)
+                    else:
+                        backbone = PRETRAIN_MODELS.build(model_cfg['backbone'])
+                        self._check_backbone(backbone, cfg, forwarded)
+                        for path, cfg, model_cfg in members:
+                            with self.subTest(config=path):
+                                model_cfg['backbone'] = backbone
+                                model = PRETRAIN_MODELS.build(model_cfg)
+                                self.assertEqual(model.head.fc.in_features, 768)
+                                self.assertEqual(model.head.fc.out_features,
+                                                 cfg.model.head.num_classes)
+                    del model
+        # 26 classification backbones (prompt settings x methods) and 8 segmentors.
+        self.assertEqual(sum(not is_seg(m[0][1]) for m in groups.values()), 26)
+        self.assertEqual(sum(is_seg(m[0][1]) for m in groups.values()), 8)
+        self.assertEqual(forwarded, {('mmpretrain', 'DAVPTViT'),
+                                     ('mmpretrain', 'VisionTransformer'),
+                                     ('mmseg', 'DAVPTViT'), ('mmseg', 'VisionTransformer')})
+
+    def _check_prompts(self, backbone, cfg_backbone, num_layers: int) -> None:
+        """The prompt counts per layer and the trainable parameters the config asks for."""
+        if cfg_backbone['type'] != 'DAVPTViT':
+            self.assertTrue(all(p.requires_grad for p in backbone.parameters()))
+            return
+        guided = set(cfg_backbone['guided_layers'])
+        expected = [cfg_backbone['num_guided_prompts'] if i in guided else
+                    cfg_backbone['num_prompts'] for i in range(num_layers)]
+        self.assertEqual(list(backbone.prompt_counts), expected)
+        self.assertEqual({k: p.shape[0] for k, p in backbone.prompts.items()},
+                         {str(i): m for i, m in enumerate(expected) if m > 0})
+        trainable = {n.split('.')[0] for n, p in backbone.named_parameters() if p.requires_grad}
+        wanted = {'prompts'} if any(expected) else set()
+        if cfg_backbone['bias_tune'] == 'kv':
+            wanted.add('kv_bias')
+        self.assertEqual(trainable, wanted)
+
+    def _check_backbone(self, backbone, cfg: Config, forwarded: set) -> None:
+        self.assertEqual((backbone.num_layers, backbone.embed_dims), (12, 768))
+        self._check_prompts(backbone, cfg.model.backbone, 12)
+        kind = ('mmpretrain', cfg.model.backbone.type)
+        if kind not in forwarded:
+            backbone.eval()  # mmpretrain's ViT.train() returns None: no chaining
+            with torch.no_grad():
+                out = backbone(torch.zeros(1, 3, 224, 224))
+            self.assertEqual(tuple(out[-1].shape), (1, 768))
+            forwarded.add(kind)
+
+    def _check_seg_model(self, model, cfg: Config, forwarded: set) -> None:
+        self.assertEqual(len(model.backbone.layers), 24)
+        self._check_prompts(model.backbone, cfg.model.backbone, 24)
+        self.assertEqual(model.decode_head.num_classes, cfg.model.decode_head.num_classes)
+        self.assertEqual(len(model.auxiliary_head), 3)
+        kind = ('mmseg', cfg.model.backbone.type)
+        if kind not in forwarded:
+            model.eval()
+            with torch.no_grad():
+                feats = model.extract_feat(torch.zeros(1, 3, 64, 64))
+            self.assertEqual([tuple(f.shape) for f in feats], [(1, 1024, 4, 4)] * 4)
+            forwarded.add(kind)
+
+    def test_datasets(self):
+        # mmengine's datasets call gc.collect() when they serialize their data list; with the
+        # loaded configs moved out of the collector's reach that costs ms, not half a second.
+        gc.freeze()
+        try:
+            self._check_datasets()
+        finally:
+            gc.unfreeze()
+
+    def _check_datasets(self):
+        built: Dict[str, object] = {}
+        for path in CONFIGS:
+            cfg = load_config(path)
+            point_data_to(cfg, _FAKE_ROOT.name)
+            registry = SEG_DATASETS if is_seg(cfg) else PRETRAIN_DATASETS
+            with self.subTest(config=path):
+                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+                    ds_cfg = cfg[loader].dataset.to_dict()
+                    key = repr(ds_cfg)
+                    if key in built:
+                        continue
+                    dataset = registry.build(ds_cfg)
+                    self.assertGreater(len(dataset), 0)
+                    sample = dataset[0]
+                    self.assertIn('inputs', sample)
+                    if not is_seg(cfg):
+                        self.assertEqual(tuple(sample['inputs'].shape), (3, 224, 224))
+                        self.assertEqual(len(dataset.metainfo['classes']),
+                                         ds_cfg['num_classes'])
+                    built[key] = dataset
+                if is_seg(cfg):
+                    key = repr(cfg.tta_pipeline)
+                    if key not in built:
+                        ds_cfg = cfg.test_dataloader.dataset.to_dict()
+                        ds_cfg['pipeline'] = cfg.tta_pipeline
+                        sample = registry.build(ds_cfg)[0]
+                        # 6 scales x 2 flips
+                        self.assertEqual(len(sample['inputs']), 12)
+                        built[key] = sample
+        # 24 tasks x 3 splits; 2 segmentation benchmarks x (train, val) + their TTA pipelines.
+        self.assertEqual(len(built), 24 * 3 + 2 * 2 + 2)
+
+
+def _shrink_cls(cfg: Config, work_dir: str, batch_size: int) -> None:
+    """--cfg-options-style overrides: a narrow ViT, one short epoch, no workers."""
+    options = {
+        'model.backbone.arch': dict(_delete_=True, embed_dims=32, num_layers=12, num_heads=2,
+                                    feedforward_channels=64),
+        'model.backbone.init_cfg': None,
+        'model.head.in_channels': 32,
+        'train_cfg.max_epochs': 1,
+        'train_cfg.val_interval': 1,
+        'default_hooks.logger.interval': 1,
+        'work_dir': work_dir,
+    }
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options.update({f'{loader}.batch_size': batch_size, f'{loader}.num_workers': 0,
+                        f'{loader}.persistent_workers': False})
+    cfg.merge_from_dict(options)
+    point_data_to(cfg, _FAKE_ROOT.name)
+
+
+class _SnapshotHook(Hook):
+    """Keeps the backbone's parameters as training starts (after their initialization)."""
+
+    def __init__(self) -> None:
+        self.before: Dict[str, torch.Tensor] = {}
+
+    def before_train(self, runner) -> None:
+        self.before = {n: p.detach().clone() for n, p in runner.model.backbone.named_parameters()}
+
+
+def _run(test: TestCase, cfg: Config):
+    """Train (validating at the end) and test; return the runner, the validation and test
+    metrics and the losses it logged."""
+    runner = Runner.from_cfg(cfg)
+    snapshot = _SnapshotHook()
+    runner.register_hook(snapshot, priority='HIGHEST')
+    runner.train()
+    test.assertEqual(runner.iter, 2)
+    logged = {key: runner.message_hub.get_scalar(key).current()
+              for key in runner.message_hub.log_scalars
+              if key.startswith('train/') and 'loss' in key}
+    # Exactly the trainable parameters (prompts, tuned biases) moved; the frozen ViT did not.
+    backbone = runner.model.backbone
+    changed = {n for n, p in backbone.named_parameters()
+               if not torch.equal(p, snapshot.before[n])}
+    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    test.assertEqual(changed, trainable)
+    # The loop validated after the last iteration (val_interval); the test loop runs now.
+    val = {key[len('val/'):]: runner.message_hub.get_scalar(key).current()
+           for key in runner.message_hub.log_scalars if key.startswith('val/')}
+    tst = runner.test()
+    return runner, val, tst, logged
+
+
+class TestEndToEnd(TestCase):
+    """Three real configs, shrunk, train 2 iterations with the DA-VPT hooks and evaluate."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
+        gc.freeze()  # the cached configs: keep mmengine's gc.collect() calls cheap
+
+    def tearDown(self):
+        gc.unfreeze()
+        self.tmp.cleanup()
+
+    def _check_logged(self, logged: dict) -> None:
+        for key in ('train/loss_ml_patch', 'train/loss_ml_cls'):
+            self.assertIn(key, logged)
+            self.assertTrue(np.isfinite(logged[key]))
+            self.assertGreater(logged[key], 0)
+
+    def test_fgvc_davpt(self):
+        cfg = load_config('configs/da_vpt/fgvc/davpt_vit-b16-in21k_1xb32-100e_cub-224.py')
+        # 200 training images (one per class): 2 iterations of 100.
+        _shrink_cls(cfg, self.tmp.name, batch_size=100)
+        runner, val, tst, logged = _run(self, cfg)
+        self._check_logged(logged)
+        self.assertIn('accuracy/top1', val)
+        self.assertIn('accuracy/top1', tst)
+        mapping = next(h for h in runner.hooks if type(h).__name__ == 'ClassPromptMappingHook')
+        self.assertEqual(tuple(mapping.class_to_prompt.shape), (200, ))
+        self.assertEqual(set(mapping.class_to_prompt.tolist()), set(range(10)))
+        self.assertTrue(osp.isfile(osp.join(self.tmp.name, 'epoch_1.pth')))
+        # tools/aggregate_results.py reads what the runner left in the work directory.
+        (result, ) = aggregate_results.collect([self.tmp.name])
+        self.assertEqual(result.info, aggregate_results.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
+        self.assertEqual(result.values, {'test': tst['accuracy/top1']})
+
+    def test_vtab_davpt_plus(self):
+        cfg = load_config(
+            'configs/da_vpt/vtab/davpt-plus_vit-b16-in21k_1xb32-100e_vtab-cifar100-224.py')
+        # train800val200 with 100 images (one per class): 2 iterations of 50.
+        _shrink_cls(cfg, self.tmp.name, batch_size=50)
+        runner, val, tst, logged = _run(self, cfg)
+        self._check_logged(logged)
+        self.assertIn('kv_bias', {n for n, p in runner.model.backbone.named_parameters()
+                                  if p.requires_grad})
+        self.assertIn('accuracy/top1', val)
+        self.assertIn('accuracy/top1', tst)
+
+    def test_segmentation_davpt(self):
+        cfg = load_config('configs/da_vpt/setr_pup_vitl_ade20k.py')
+        crop = (64, 64)
+        head = dict(in_channels=32, channels=16)
+        options = {
+            'model.backbone.embed_dims': 32,
+            'model.backbone.num_heads': 2,
+            'model.backbone.img_size': crop,
+            'model.backbone.init_cfg': None,
+            'model.data_preprocessor.size': crop,
+            'model.decode_head.in_channels': 32,
+            'model.decode_head.channels': 16,
+            'model.test_cfg.crop_size': crop,
+            'model.test_cfg.stride': (43, 43),
+            'train_dataloader.dataset.pipeline.2.scale': (128, 64),
+            'train_dataloader.dataset.pipeline.3.crop_size': crop,
+            'test_dataloader.dataset.pipeline.1.scale': (128, 64),
+            'val_dataloader.dataset.pipeline.1.scale': (128, 64),
+            'train_cfg.max_iters': 2,
+            'train_cfg.val_interval': 2,
+            'param_scheduler.0.end': 2,
+            'default_hooks.checkpoint.interval': 2,
+            'default_hooks.logger.interval': 1,
+            'custom_hooks.0.interval': 1,
+            'work_dir': self.tmp.name,
+        }
+        for i in range(3):
+            options.update({f'model.auxiliary_head.{i}.{k}': v for k, v in head.items()})
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            options.update({f'{loader}.num_workers': 0, f'{loader}.persistent_workers': False})
+        cfg.merge_from_dict(options)
+        point_data_to(cfg, _FAKE_ROOT.name)
+        self.assertEqual(cfg.train_dataloader.batch_size, 2)
+
+        runner, val, tst, logged = _run(self, cfg)
+        self._check_logged(logged)
+        for key in ('decode.loss_ce', 'aux_0.loss_ce', 'aux_2.loss_ce'):
+            self.assertIn(f'train/{key}', logged)
+        mapping = next(h for h in runner.hooks if type(h).__name__ == 'ClassPromptMappingHook')
+        self.assertEqual(mapping.num_updates, 3)  # the initial map and one per iteration
+        self.assertIn('mIoU', val)
+        self.assertIn('mIoU', tst)
+        self.assertTrue(osp.isfile(osp.join(self.tmp.name, 'iter_2.pth')))
+
+        # mIoU-MS: the config's TTA model and pipeline, as `tools/test.py --tta` sets them up.
+        tta_cfg = copy.deepcopy(cfg)
+        tta_cfg.test_dataloader.dataset.pipeline = tta_cfg.tta_pipeline
+        tta_cfg.tta_model.module = tta_cfg.model
+        tta_cfg.model = tta_cfg.tta_model
+        tta_cfg.load_from = osp.join(self.tmp.name, 'iter_2.pth')
+        # mmseg's visualizer is a named singleton: in this one process the second runner would
+        # reuse the first one's (and its log folder); tools/test.py runs in a process of its own.
+        tta_cfg.visualizer.name = 'tta_visualizer'
+        metrics = Runner.from_cfg(tta_cfg).test()
+        self.assertIn('mIoU', metrics)
+        # tools/aggregate_results.py tells the single- and the multi-scale test apart.
+        (result, ) = aggregate_results.collect([self.tmp.name])
+        self.assertEqual(result.info.task, 'ade20k')
+        self.assertEqual(result.values, {'ss': tst['mIoU'], 'ms': metrics['mIoU']})
