@@ -1,0 +1,6 @@
+# VPT-Deep: 5 prompts in every layer of the frozen Fashion-MNIST ViT, no metric guidance.
+# Learning rate chosen on the validation split (`python demo/run_demo.py --tune`).
+_base_ = './_base_/transfer_mnist5k.py'
+
+model = dict(backbone=dict(num_prompts=5, guided_layers=()))
+optim_wrapper = dict(optimizer=dict(lr=0.1))

