@@ -24,7 +24,7 @@ demo: setup demo-data
 	$(PYTHON_VENV) demo/run_demo.py
 
 ## test: set up, then run the whole test suite
-test: setup
+test: setup demo-data
 	$(PYTHON_VENV) -m pytest tests -q -p no:cacheprovider
 
 ## test-fast: the tests without set-up

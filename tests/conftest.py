@@ -1,15 +1,25 @@
-"""Test-wide fixtures."""
+"""Test-wide fixtures: every test starts without the process-wide state a Runner leaves."""
 import pytest
 from mmengine.registry import DefaultScope
+from mmengine.visualization import Visualizer
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
 
 
 @pytest.fixture(autouse=True)
-def fresh_default_scope():
-    """Start every test without a default scope.
+def fresh_runner_globals():
+    """Forget the default scope and the named visualizers of earlier runners.
 
-    A Runner leaves its ``default_scope`` as the current one for the whole process, and
-    registry builds follow it: a later ``PRETRAIN_MODELS.build`` would then look in mmseg's
-    registry. Tests must not depend on the order they run in.
+    A Runner leaves its ``default_scope`` current for the whole process, and registry builds
+    follow it (a later ``PRETRAIN_MODELS.build`` would look in mmseg's registry); and a runner
+    reuses an existing visualizer of the same name, whose save directory may be an earlier
+    test's deleted temporary folder. Tests must not depend on the order they run in.
     """
     DefaultScope._instance_dict.clear()
+    for cls in (Visualizer, *_subclasses(Visualizer)):
+        cls._instance_dict.clear()
     yield
