@@ -65,8 +65,11 @@ class TestStepCostBenchmark(TestCase):
                             0.9 * variants['full_ft']['bwd_fwd_flops'])
             self.assertLess(variants['vpt_deep']['params_trainable'],
                             variants['full_ft']['params_trainable'])
+            for name, entry in variants.items():
+                self.assertEqual(entry['step_flops'], entry['fwd_flops'] + entry['bwd_flops'])
             labels = [row['label'] for row in result['ratios']]
             self.assertIn('DA-VPT / VPT-Deep train step', labels)
+            self.assertIn('VPT-Deep / full FT train step FLOPs', labels)
             self.assertIn('DA-VPT / VPT-Deep inference', labels)
             self.assertIn('DA-VPT / VPT-Deep peak train memory', labels)
             for row in result['ratios']:
@@ -113,3 +116,17 @@ class TestStepCostBenchmark(TestCase):
         times = dict(a=[2.0, 4.0, 6.0], b=[1.0, 2.0, 2.0])
         self.assertEqual(self.bench.paired_ratio(times, 'a', 'b'), 2.0)
         self.assertIsNone(self.bench.paired_ratio(times, 'a', 'c'))
+
+    def test_attention_flops_counted(self):
+        """The fused CPU attention enters the FLOP counts with torch's own formulas."""
+        from torch.utils.flop_counter import FlopCounterMode
+        batch, heads, tokens, dim = 2, 3, 17, 8
+        q, k, v = (torch.randn(batch, heads, tokens, dim, requires_grad=True) for _ in range(3))
+        mapping = self.bench._attention_flop_mapping()
+        with FlopCounterMode(display=False, custom_mapping=mapping) as forward:
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        with FlopCounterMode(display=False, custom_mapping=mapping) as backward:
+            out.sum().backward()
+        matmul = 2 * batch * heads * tokens * tokens * dim  # one (T x d) @ (d x T) product
+        self.assertEqual(forward.get_total_flops(), 2 * matmul)
+        self.assertEqual(backward.get_total_flops(), 5 * matmul)

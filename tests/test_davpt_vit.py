@@ -195,6 +195,10 @@ class TestDAVPTViT(TestCase):
         self.assertEqual(tuple(taps.patch_attn[0].shape), (2, 16, 32))
         self.assertEqual(tuple(taps.patch_input[1].shape), (2, 16, 32))
         self.assertEqual(tuple(taps.cls_query[0].shape), (2, 32))
+        # The kept taps own their storage: a view would keep the layer's whole (B, T, 3D) qkv
+        # alive between the forward and the loss (and defeat with_cp).
+        for tap in taps.cls_query:
+            self.assertEqual(tap.untyped_storage().nbytes(), tap.numel() * tap.element_size())
         self.assertEqual(tuple(taps.cls_final.shape), (2, 32))
         torch.testing.assert_close(taps.cls_final, train_out)
         # The prompt query is what attention computes for the prompt tokens.

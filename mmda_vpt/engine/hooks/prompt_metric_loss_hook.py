@@ -121,16 +121,19 @@ class PromptMetricLossHook(Hook):
             self._warned_fallback = True
         return torch.arange(self.num_classes, device=device) % num_prompts
 
-    def _patch_samples(self, taps, layer: int, labels: torch.Tensor, data_samples):
+    def _per_patch_labels(self, taps, labels: torch.Tensor, data_samples) -> torch.Tensor:
+        """(B, N) class label of every patch (ignore -1), computed once per step."""
+        if is_segmentation_batch(data_samples):
+            return patch_labels(data_samples, taps.patch_resolution, self.num_classes,
+                                self.ignore_index).to(labels.device)
+        return labels[:, None].expand(-1, taps.patch_attn[0].shape[1])
+
+    def _patch_samples(self, taps, layer: int, labels: torch.Tensor,
+                       per_patch: Optional[torch.Tensor]):
         """Samples (n, D) and their class labels (n,) for the patch term of one layer."""
         if self.patch_tap == 'input_mean':
             return taps.patch_input[layer].mean(dim=1), labels
         feats = taps.patch_attn[layer]  # (B, N, D)
-        if is_segmentation_batch(data_samples):
-            per_patch = patch_labels(data_samples, taps.patch_resolution, self.num_classes,
-                                     self.ignore_index)
-        else:
-            per_patch = labels[:, None].expand(-1, feats.shape[1])
         if self.patch_topk is not None and self.patch_topk < feats.shape[1]:
             top = feats.detach().norm(dim=-1).topk(self.patch_topk, dim=1).indices
             feats = feats.gather(1, top[..., None].expand(-1, -1, feats.shape[-1]))
@@ -155,10 +158,13 @@ class PromptMetricLossHook(Hook):
             raise ValueError(f'the class-to-prompt map names prompt {int(mapping.max())} but '
                              f'the guided layers have {num_prompts} prompts')
         labels = image_labels(data_samples, self.num_classes, self.ignore_index).to(device)
+        per_patch = None
+        if self.beta > 0 and self.patch_tap != 'input_mean':
+            per_patch = self._per_patch_labels(taps, labels, data_samples)
         patch_losses, cls_losses = [], []
         for layer, proxies in enumerate(proxies_all):
             if self.beta > 0:
-                samples, sample_labels = self._patch_samples(taps, layer, labels, data_samples)
+                samples, sample_labels = self._patch_samples(taps, layer, labels, per_patch)
                 patch_losses.append(
                     self._layer_loss(proxies, samples, sample_labels, mapping))
             if self.lam > 0 and taps.cls_query:

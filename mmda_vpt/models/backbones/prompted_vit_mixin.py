@@ -381,7 +381,9 @@ class PromptedViTMixin:
             bias = self._qkv_bias(index, parts)
             prompt_query = F.linear(parts.norm1(prompt_raw), parts.qkv_weight[:dim],
                                     None if bias is None else bias[:dim])
-            cls_query = (qkv[:, 0, :dim] if self.num_prefix_tokens > 0 else x.new_zeros(0))
+            # A copy, not a view: a view would keep the whole qkv alive (also under with_cp).
+            cls_query = (qkv[:, 0, :dim].clone()
+                         if self.num_prefix_tokens > 0 else x.new_zeros(0))
             taps = (prompt_query, prompt_raw, out[:, start:], x[:, start:], cls_query)
         x = x + parts.layer_scale(parts.proj(out))
         x = parts.ffn(parts.norm2(x), identity=x)
