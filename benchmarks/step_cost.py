@@ -72,9 +72,9 @@ import torch.nn as nn
 
 __all__ = [
     'SIZES', 'TARGETS', 'BenchSize', 'Variant', 'build_variants', 'attach_davpt_hooks',
-    'check_frozen_grads', 'count_step_flops', 'step_peak_bytes', 'saved_activation_bytes',
-    'persistent_bytes', 'carried_bytes', 'interleaved_times', 'paired_ratio', 'bench_task',
-    'bench_kmeans', 'compute_ratios', 'markdown_report', 'main'
+    'check_frozen_grads', 'count_step_flops', 'count_step_host_reads', 'step_peak_bytes',
+    'saved_activation_bytes', 'persistent_bytes', 'carried_bytes', 'interleaved_times',
+    'paired_ratio', 'bench_task', 'bench_kmeans', 'compute_ratios', 'markdown_report', 'main'
 ]
 
 SETR_CONFIG = 'mmseg::setr/setr_vit-l_pup_8xb2-160k_ade20k-512x512.py'
@@ -455,6 +455,15 @@ def count_step_flops(variant: Variant) -> Dict[str, object]:
                 **{f'params_{k}': v for k, v in grads.items()})
 
 
+def count_step_host_reads(variant: Variant) -> int:
+    """Host reads of tensor values in one training step (host-device synchronizations on an
+    accelerator), counted with :func:`mmda_vpt.utils.host_reads.count_host_reads`."""
+    from mmda_vpt.utils.host_reads import count_host_reads
+    with count_host_reads() as reads:
+        variant.train_step()
+    return reads.total
+
+
 def persistent_bytes(variant: Variant) -> int:
     """Bytes a variant holds between steps: parameters, buffers and optimizer state."""
     seen = set()
@@ -533,14 +542,24 @@ def step_peak_bytes(fn: Callable[[], None], device: torch.device) -> int:
 
 
 def saved_activation_bytes(variant: Variant) -> int:
-    """Bytes of the unique storages autograd saves for backward, parameters excluded."""
-    params = {p.untyped_storage().data_ptr() for p in variant.model.parameters()}
+    """Bytes of the unique storages autograd saves for backward, parameters excluded.
+
+    Under autocast the low-precision copies of the weights that a backward needs are saved
+    too; they are weights, not activations, and are left out as well (a saved tensor of a
+    parameter's shape, or its transpose, in another dtype than the parameters').
+    """
+    parameters = list(variant.model.parameters())
+    params = {p.untyped_storage().data_ptr() for p in parameters}
+    weight_shapes = {tuple(p.shape) for p in parameters}
+    weight_shapes |= {tuple(p.shape[::-1]) for p in parameters if p.dim() == 2}
+    weight_dtypes = {p.dtype for p in parameters}
     storages = {}
 
     def pack(tensor):
         storage = tensor.untyped_storage()
         ptr = storage.data_ptr()
-        if ptr not in params:
+        weight_cast = tensor.dtype not in weight_dtypes and tuple(tensor.shape) in weight_shapes
+        if ptr not in params and not weight_cast:
             storages[ptr] = storage.nbytes()
         # A detached alias: packing the tensor itself would tie a saved output to its own
         # grad_fn, a reference cycle that keeps the whole graph alive after the pass.
@@ -624,6 +643,7 @@ def bench_task(size: BenchSize, device: torch.device, repeats: int, infer_repeat
     for name, variant in built.items():
         # The instrumented step also warms the variant up (optimizer state, allocator).
         entry = count_step_flops(variant)
+        entry['host_reads'] = count_step_host_reads(variant)
         if measure_memory:
             entry['saved_activation_bytes'] = saved_activation_bytes(variant)
             entry['step_bytes'] = step_peak_bytes(variant.train_step, device)
@@ -837,8 +857,9 @@ def markdown_report(report: Dict) -> str:
                   'interleaved rounds', '',
                   '| variant | train step wall (ms) | train step CPU (ms) | infer wall (ms/img) '
                   '| infer CPU (ms/img) | peak train mem (MiB) | step mem (MiB) | '
-                  'saved act. (MiB) | taps kept (MiB) | bwd/fwd FLOPs | trainable params |',
-                  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+                  'saved act. (MiB) | taps kept (MiB) | bwd/fwd FLOPs | host reads | '
+                  'trainable params |',
+                  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
         for name, entry in result['variants'].items():
             lines.append(
                 f'| {name} | {_ms(entry.get("train_s"))} | {_ms(entry.get("train_cpu_s"))} | '
@@ -846,7 +867,7 @@ def markdown_report(report: Dict) -> str:
                 f'{_mib(entry.get("peak_bytes"))} | {_mib(entry.get("step_bytes"))} | '
                 f'{_mib(entry.get("saved_activation_bytes"))} | '
                 f'{_mib(entry.get("carried_bytes"), 1)} | {entry["bwd_fwd_flops"]:.2f} | '
-                f'{entry["params_trainable"]:,} |')
+                f'{entry.get("host_reads", "-")} | {entry["params_trainable"]:,} |')
         same = result.get('infer_same_ops_as_vpt_deep', {})
         if same:
             lines += ['', 'Inference operator trace (ops with input shapes, torch.profiler) '

@@ -67,6 +67,10 @@ class TestStepCostBenchmark(TestCase):
                             variants['full_ft']['params_trainable'])
             for name, entry in variants.items():
                 self.assertEqual(entry['step_flops'], entry['fwd_flops'] + entry['bwd_flops'])
+            # DA-VPT's hooks read the labels on the host once each per step (two syncs on a
+            # GPU), nothing else.
+            self.assertLessEqual(variants['davpt']['host_reads'],
+                                 variants['vpt_deep']['host_reads'] + 2)
             labels = [row['label'] for row in result['ratios']]
             self.assertIn('DA-VPT / VPT-Deep train step', labels)
             self.assertIn('VPT-Deep / full FT train step FLOPs', labels)

@@ -14,6 +14,7 @@ from mmseg.structures import SegDataSample
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.engine.hooks import PromptMetricLossHook
+from mmda_vpt.utils.host_reads import count_host_reads
 from mmda_vpt.utils.labels import patch_labels
 
 from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
@@ -130,6 +131,50 @@ class TestPromptMetricLossHook(TestCase):
         model.extract_feat(torch.randn(2, 3, 32, 32))
         losses = hook.compute(model.backbone, labelled)
         self.assertGreater(losses['loss_ml_patch'].item(), 0)
+
+    def test_host_reads_and_map_check(self):
+        """One host read of the labels per step (a sync on a GPU); the map is checked and
+        copied once per map, and a map naming a missing prompt is refused."""
+
+        class Mapper:
+            class_to_prompt = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+
+        torch.manual_seed(0)
+        for build, cfg, samples, classes in (
+                (PRETRAIN_MODELS.build, tiny_classifier_cfg(), cls_samples(range(6)), 10),
+                (SEG_MODELS.build, tiny_segmentor_cfg(),
+                 seg_samples([torch.randint(0, 4, (32, 32)), torch.full((32, 32), 255)]), 4)):
+            model = build(cfg)
+            model.init_weights()
+            model.train()
+            size = 16 if classes == 10 else 32
+            model.extract_feat(torch.randn(len(samples), 3, size, size))
+            hook = PromptMetricLossHook(beta=1.0, lam=1.0)
+            attach(hook, model, classes)
+            hook.mapping_hook = Mapper() if classes == 10 else None
+            hook.compute(model.backbone, samples)  # checks (and caches) the map
+            with count_host_reads() as reads:
+                losses = hook.compute(model.backbone, samples)
+                sum(losses.values()).backward()
+            self.assertEqual(reads.total, 1, dict(reads.counts))
+
+        hook = PromptMetricLossHook()
+        attach(hook, None, 10)
+        mapper = Mapper()
+        hook.mapping_hook = mapper
+        mapper.class_to_prompt = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+        with self.assertRaisesRegex(ValueError, 'names prompts 0 to 4 but the guided layers '
+                                    'have 4 prompts'):
+            hook.class_to_prompt(4, torch.device('cpu'))
+        mapper.class_to_prompt = torch.tensor([0, 1, 2])
+        with self.assertRaisesRegex(ValueError, 'map has 3 entries for 10 classes'):
+            hook.class_to_prompt(4, torch.device('cpu'))
+        # An in-place change of the map is seen too.
+        mapper.class_to_prompt = torch.zeros(10, dtype=torch.long)
+        self.assertEqual(hook.class_to_prompt(4, torch.device('cpu')).tolist(), [0] * 10)
+        mapper.class_to_prompt[3] = 7
+        with self.assertRaisesRegex(ValueError, 'names prompts 0 to 7'):
+            hook.class_to_prompt(4, torch.device('cpu'))
 
     def _run(self, model, dataset, default_scope, custom_hooks, max_iters, batch_size):
         tmp = tempfile.TemporaryDirectory()

@@ -89,6 +89,28 @@ class TestPromptProxyAnchorLoss(TestCase):
         self.assertGreater(proxies.grad.abs().sum().item(), 0)
         self.assertGreater(samples.grad.abs().sum().item(), 0)
 
+    def test_ignored_samples(self):
+        """Label -1 leaves a sample out: the same loss and gradients as dropping it."""
+        torch.manual_seed(0)
+        proxies = torch.randn(4, 8, requires_grad=True)
+        samples = torch.randn(7, 8, requires_grad=True)
+        labels = torch.tensor([0, -1, 2, 1, -1, 3, 0])
+        keep = labels >= 0
+        for reduction in ('with_positives', 'all'):
+            loss = PromptProxyAnchorLoss(pos_reduction=reduction)
+            masked = loss(proxies, samples, labels)
+            (grad_p, grad_s) = torch.autograd.grad(masked, (proxies, samples))
+            dropped = loss(proxies, samples[keep], labels[keep])
+            (ref_p, ref_s) = torch.autograd.grad(dropped, (proxies, samples))
+            torch.testing.assert_close(masked, dropped)
+            torch.testing.assert_close(grad_p, ref_p)
+            torch.testing.assert_close(grad_s, ref_s)
+            self.assertEqual(float(grad_s[~keep].abs().sum()), 0.0)
+            # Only ignored samples: zero, still connected to the inputs.
+            none = loss(proxies, samples, torch.full((7, ), -1))
+            self.assertEqual(none.item(), 0.0)
+            self.assertTrue(none.requires_grad)
+
     def test_bf16_autocast(self):
         torch.manual_seed(0)
         proxies = torch.randn(6, 32)
@@ -106,6 +128,8 @@ class TestPromptProxyAnchorLoss(TestCase):
         loss = PromptProxyAnchorLoss()
         with self.assertRaisesRegex(ValueError, r'labels must be in \[0, 3\)'):
             loss(torch.randn(3, 4), torch.randn(2, 4), torch.tensor([0, 3]))
+        with self.assertRaisesRegex(ValueError, r'got values from -2 to 1'):
+            loss(torch.randn(3, 4), torch.randn(2, 4), torch.tensor([-2, 1]))
         with self.assertRaisesRegex(ValueError, 'expected proxies'):
             loss(torch.randn(3, 4), torch.randn(2, 5), torch.tensor([0, 1]))
         with self.assertRaisesRegex(ValueError, 'pos_reduction must be one of'):

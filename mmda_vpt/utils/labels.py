@@ -12,13 +12,34 @@ def is_segmentation_batch(data_samples: Sequence) -> bool:
     return len(data_samples) > 0 and hasattr(data_samples[0], 'gt_sem_seg')
 
 
-def check_label_range(labels: torch.Tensor, num_classes: int, what: str) -> None:
-    """Raise a clear error for labels outside ``[0, num_classes)``."""
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+def check_label_range(labels: torch.Tensor, num_classes: int, what: str,
+                      valid: Optional[torch.Tensor] = None) -> None:
+    """Raise a clear error for labels outside ``[0, num_classes)``.
+
+    One host read of (min, max): a single synchronization on an accelerator.
+
+    Args:
+        labels: Integer labels of any shape.
+        num_classes: The number of classes.
+        what: What the labels are, for the message ('image', 'pixel').
+        valid: Where the labels count (e.g. not ``ignore_index``), the shape of ``labels``;
+            all of them when None. Defaults to None.
+    """
+    if labels.numel() == 0:
+        return
+    if valid is None:
+        extremes = torch.stack(torch.aminmax(labels))
+    else:
+        # The others are filled with in-range labels, which cannot raise an error.
+        extremes = torch.stack([torch.where(valid, labels, num_classes - 1).min(),
+                                torch.where(valid, labels, 0).max()])
+    low, high = (int(v) for v in extremes.tolist())
+    if low < 0 or high >= num_classes:
+        if valid is not None:  # the exact extremes for the message
+            low, high = (int(v) for v in torch.stack(torch.aminmax(labels[valid])).tolist())
         raise ValueError(
-            f'{what} labels must be in [0, {num_classes}), got values from '
-            f'{int(labels.min())} to {int(labels.max())}; check num_classes of the model '
-            'and the dataset')
+            f'{what} labels must be in [0, {num_classes}), got values from {low} to {high}; '
+            'check num_classes of the model and the dataset')
 
 
 def _pixel_maps(data_samples: Sequence) -> torch.Tensor:
@@ -42,24 +63,33 @@ def image_labels(data_samples: Sequence, num_classes: int,
         return labels
     maps = _pixel_maps(data_samples).flatten(1)
     valid = maps != ignore_index
-    check_label_range(maps[valid], num_classes, 'pixel')
+    check_label_range(maps, num_classes, 'pixel', valid)
     batch = maps.shape[0]
     keys = torch.arange(batch, device=maps.device)[:, None] * num_classes + maps.clamp(0, num_classes - 1)
-    counts = torch.bincount(keys[valid], minlength=batch * num_classes).view(batch, num_classes)
+    counts = _count(keys, valid, batch * num_classes).view(batch, num_classes)
     labels = counts.argmax(dim=1)
-    labels[counts.sum(dim=1) == 0] = -1
-    return labels
+    return torch.where(counts.sum(dim=1) > 0, labels, -1)
+
+
+def _count(keys: torch.Tensor, weights: torch.Tensor, size: int) -> torch.Tensor:
+    """How often each of ``size`` keys occurs where ``weights`` is set (a bincount of fixed
+    size, which needs no host read of the largest key)."""
+    counts = torch.zeros(size, dtype=torch.long, device=keys.device)
+    return counts.index_add_(0, keys.flatten(), weights.flatten().long())
 
 
 def patch_labels(data_samples: Sequence, patch_resolution: Tuple[int, int], num_classes: int,
-                 ignore_index: int = 255, image_level: Optional[torch.Tensor] = None
-                 ) -> torch.Tensor:
+                 ignore_index: int = 255, image_level: Optional[torch.Tensor] = None,
+                 check: bool = True) -> torch.Tensor:
     """One class per patch, (B, N) long, -1 for dropped patches.
 
     Classification: every patch takes its image's class (``image_level`` if given).
     Segmentation: the class covering most of the patch's pixels; a patch whose pixels are
     mostly ``ignore_index`` is dropped (-1). Label maps are resized (nearest) to a multiple of
     the patch grid when their size differs from it.
+
+    ``check=False`` skips the range check of the pixel labels (one host read), for a caller
+    that has checked the same samples already (e.g. with :func:`image_labels`).
     """
     h, w = patch_resolution
     if not is_segmentation_batch(data_samples):
@@ -75,8 +105,9 @@ def patch_labels(data_samples: Sequence, patch_resolution: Tuple[int, int], num_
         height, width = maps.shape[-2:]
     ph, pw = height // h, width // w
     valid = maps != ignore_index
-    check_label_range(maps[valid], num_classes, 'pixel')
-    # Histogram over (image, patch, class + ignore bin) in one bincount.
+    if check:
+        check_label_range(maps, num_classes, 'pixel', valid)
+    # Histogram over (image, patch, class + ignore bin) in one count.
     bins = num_classes + 1
     cls = torch.where(valid, maps, torch.full_like(maps, num_classes))
     rows = torch.arange(height, device=maps.device) // ph
@@ -84,8 +115,6 @@ def patch_labels(data_samples: Sequence, patch_resolution: Tuple[int, int], num_
     patch = (rows[:, None] * w + cols[None, :]).expand(batch, -1, -1)
     image = torch.arange(batch, device=maps.device)[:, None, None]
     keys = (image * (h * w) + patch) * bins + cls
-    counts = torch.bincount(keys.flatten(), minlength=batch * h * w * bins)
-    counts = counts.view(batch, h * w, bins)
-    labels = counts.argmax(dim=-1)
-    labels[labels == num_classes] = -1
-    return labels
+    counts = _count(keys, torch.ones_like(keys), batch * h * w * bins)
+    labels = counts.view(batch, h * w, bins).argmax(dim=-1)
+    return torch.where(labels == num_classes, -1, labels)

@@ -397,12 +397,13 @@ class ClassPromptMappingHook(Hook):
     @staticmethod
     def _add(sums: torch.Tensor, counts: torch.Tensor, feats: torch.Tensor,
              labels: torch.Tensor) -> None:
-        labels = labels.reshape(-1)
-        feats = feats.reshape(labels.numel(), -1)
-        keep = labels >= 0
-        labels = labels[keep].to(sums.device)
-        sums.index_add_(0, labels, feats[keep].to(sums.device, torch.float64))
-        counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
+        # Unlabelled rows (-1) are added with weight 0: no boolean indexing, which would read
+        # the mask on the host (a synchronization on an accelerator) at every step.
+        labels = labels.reshape(-1).to(sums.device)
+        keep = (labels >= 0).to(torch.float64)
+        feats = feats.reshape(labels.numel(), -1).to(sums.device, torch.float64)
+        sums.index_add_(0, labels.clamp(min=0), feats * keep[:, None])
+        counts.index_add_(0, labels.clamp(min=0), keep)
 
     def _accumulate(self, model, inputs, data_samples, losses: dict) -> None:
         """Loss callback: add the detached final features of one training forward."""

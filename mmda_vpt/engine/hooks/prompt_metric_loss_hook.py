@@ -92,6 +92,8 @@ class PromptMetricLossHook(Hook):
         self.num_classes = 0
         self.ignore_index = 255
         self._warned_fallback = False
+        # (map, its version, device, M, the map on the device) of the last map used.
+        self._device_map: Optional[tuple] = None
 
     # ------------------------------------------------------------------ hook points
     def before_train(self, runner) -> None:
@@ -111,21 +113,41 @@ class PromptMetricLossHook(Hook):
 
     # ------------------------------------------------------------------ the losses
     def class_to_prompt(self, num_prompts: int, device: torch.device) -> torch.Tensor:
-        """(C,) prompt of every class: the mapping hook's, or c mod M."""
+        """(C,) prompt of every class: the mapping hook's, or c mod M.
+
+        The mapping hook's map (a CPU tensor, replaced at every update) is checked and copied
+        to ``device`` once per map, not once per step.
+        """
         mapping = getattr(self.mapping_hook, 'class_to_prompt', None)
         if mapping is not None:
-            return mapping.to(device)
+            key = (mapping, mapping._version, device, num_prompts)
+            cached = self._device_map
+            if cached is not None and cached[0] is mapping and cached[1:4] == key[1:]:
+                return cached[-1]
+            self._check_map(mapping, num_prompts)
+            self._device_map = key + (mapping.to(device), )
+            return self._device_map[-1]
         if not self._warned_fallback:
             print_log('PromptMetricLossHook: no ClassPromptMappingHook map available; class c '
                       f'goes to prompt c mod {num_prompts}', logger='current', level=30)
             self._warned_fallback = True
         return torch.arange(self.num_classes, device=device) % num_prompts
 
+    def _check_map(self, mapping: torch.Tensor, num_prompts: int) -> None:
+        if mapping.numel() != self.num_classes:
+            raise ValueError(f'the class-to-prompt map has {mapping.numel()} entries for '
+                             f'{self.num_classes} classes')
+        low, high = (int(v) for v in torch.stack(torch.aminmax(mapping)).tolist())
+        if low < 0 or high >= num_prompts:
+            raise ValueError(f'the class-to-prompt map names prompts {low} to {high} but the '
+                             f'guided layers have {num_prompts} prompts')
+
     def _per_patch_labels(self, taps, labels: torch.Tensor, data_samples) -> torch.Tensor:
         """(B, N) class label of every patch (ignore -1), computed once per step."""
         if is_segmentation_batch(data_samples):
+            # The pixel labels were checked by image_labels in this step already.
             return patch_labels(data_samples, taps.patch_resolution, self.num_classes,
-                                self.ignore_index).to(labels.device)
+                                self.ignore_index, check=False).to(labels.device)
         return labels[:, None].expand(-1, taps.patch_attn[0].shape[1])
 
     def _patch_samples(self, taps, layer: int, labels: torch.Tensor,
@@ -141,8 +163,10 @@ class PromptMetricLossHook(Hook):
         return feats.flatten(0, 1), per_patch.flatten()
 
     def _layer_loss(self, proxies, samples, labels, class_to_prompt) -> torch.Tensor:
-        keep = labels >= 0
-        return self.loss(proxies, samples[keep], class_to_prompt[labels[keep]])
+        # Class labels are checked and the map validated: no host read here (label -1, an
+        # unlabelled image or patch, is left out by the loss).
+        prompts = torch.where(labels >= 0, class_to_prompt[labels.clamp(min=0)], -1)
+        return self.loss(proxies, samples, prompts, check_labels=False)
 
     def compute(self, backbone, data_samples) -> Dict[str, torch.Tensor]:
         """``loss_ml_patch`` and ``loss_ml_cls`` from the taps of the last training forward."""
@@ -154,9 +178,6 @@ class PromptMetricLossHook(Hook):
         num_prompts = proxies_all[0].shape[0]
         device = proxies_all[0].device
         mapping = self.class_to_prompt(num_prompts, device)
-        if int(mapping.max()) >= num_prompts:
-            raise ValueError(f'the class-to-prompt map names prompt {int(mapping.max())} but '
-                             f'the guided layers have {num_prompts} prompts')
         labels = image_labels(data_samples, self.num_classes, self.ignore_index).to(device)
         per_patch = None
         if self.beta > 0 and self.patch_tap != 'input_mean':

@@ -45,14 +45,19 @@ class PromptProxyAnchorLoss(nn.Module):
         zeros = logits.new_zeros(logits.shape[0], 1)
         return torch.logsumexp(torch.cat([zeros, logits], dim=1), dim=1)
 
-    def forward(self, proxies: torch.Tensor, samples: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, proxies: torch.Tensor, samples: torch.Tensor, labels: torch.Tensor,
+                check_labels: bool = True) -> torch.Tensor:
         """Compute the loss.
 
         Args:
             proxies: (M, D) prompt proxies.
             samples: (n, D) samples.
-            labels: (n,) integers in [0, M): the prompt each sample belongs to.
+            labels: (n,) integers in [0, M): the prompt each sample belongs to; -1 leaves a
+                sample out (it is neither a positive nor a negative of any proxy).
+            check_labels: Check that the labels are in [-1, M) and raise a clear error
+                otherwise. The check reads the labels on the host (a synchronization on an
+                accelerator); callers that built the labels from checked ones pass False.
+                Defaults to True.
 
         Returns:
             Tensor: A scalar float32 loss; 0 (still connected to the inputs) without samples.
@@ -64,18 +69,22 @@ class PromptProxyAnchorLoss(nn.Module):
         if labels.numel() != samples.shape[0]:
             raise ValueError(f'{samples.shape[0]} samples but {labels.numel()} labels')
         num_proxies = proxies.shape[0]
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_proxies):
-            raise ValueError(f'labels must be in [0, {num_proxies}), got values from '
-                             f'{int(labels.min())} to {int(labels.max())}')
+        if check_labels and labels.numel():
+            low, high = (int(v) for v in torch.stack(torch.aminmax(labels)).tolist())
+            if low < -1 or high >= num_proxies:
+                raise ValueError(f'labels must be in [0, {num_proxies}) (or -1 to leave a '
+                                 f'sample out), got values from {low} to {high}')
         with torch.autocast(device_type=proxies.device.type, enabled=False):
             proxies = F.normalize(proxies.float(), dim=1)
             samples = F.normalize(samples.float(), dim=1)
             if samples.shape[0] == 0:
                 return (proxies.sum() + samples.sum()) * 0.0
             cos = proxies @ samples.t()  # (M, n)
-            positive = F.one_hot(labels, num_proxies).t().bool()  # (M, n)
+            prompt_ids = torch.arange(num_proxies, device=labels.device)
+            positive = labels[None, :] == prompt_ids[:, None]  # (M, n); none for -1
+            negative = (labels[None, :] >= 0) & ~positive
             pos_term = self._log1p_sum_exp(-self.alpha * (cos - self.margin), positive)
-            neg_term = self._log1p_sum_exp(self.alpha * (cos + self.margin), ~positive)
+            neg_term = self._log1p_sum_exp(self.alpha * (cos + self.margin), negative)
             if self.pos_reduction == 'with_positives':
                 has_pos = positive.any(dim=1)
                 pos_loss = pos_term.sum() / has_pos.sum().clamp(min=1)

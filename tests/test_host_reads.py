@@ -1,0 +1,42 @@
+"""Tests of the host-read counter."""
+from unittest import TestCase
+
+import torch
+
+from mmda_vpt.utils.host_reads import count_host_reads
+
+
+class TestCountHostReads(TestCase):
+
+    def test_counts(self):
+        x = torch.randn(6)
+        with count_host_reads() as reads:
+            int(x.argmax())
+            x.max().item()
+            x[x > 0]
+            x.tolist()
+            x.numpy()
+            torch.bincount(torch.tensor([1, 2]))
+            y = torch.zeros(6)
+            y[x > 0] = 1.0
+        self.assertEqual(dict(reads.counts), {'_local_scalar_dense': 2, 'index': 1, 'tolist': 1,
+                                              'numpy': 1, 'bincount': 1, 'index_put_': 1})
+        self.assertEqual(reads.total, 7)
+
+    def test_device_side_code_is_not_counted(self):
+        x = torch.randn(6)
+        labels = torch.tensor([0, -1, 2, 1, -1, 3])
+        with count_host_reads() as reads:
+            torch.where(labels >= 0, x, 0.0)
+            torch.zeros(4).index_add_(0, labels.clamp(min=0), (labels >= 0).float())
+            x[torch.tensor([0, 2])]
+            x.softmax(0) @ x
+        self.assertEqual(reads.total, 0, dict(reads.counts))
+
+    def test_restores_tensor_methods(self):
+        tolist, numpy = torch.Tensor.tolist, torch.Tensor.numpy
+        with self.assertRaises(RuntimeError):
+            with count_host_reads():
+                raise RuntimeError('inside')
+        self.assertIs(torch.Tensor.tolist, tolist)
+        self.assertIs(torch.Tensor.numpy, numpy)
