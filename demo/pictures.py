@@ -143,19 +143,20 @@ def _train_series(records: List[dict], key: str):
 def plot_loss_curves(out: str, scalars_by_run: Dict[str, str]) -> None:
     """Training curves of the loss terms, from each run's ``scalars.json``.
 
-    mmpretrain's head names its cross-entropy ``loss``, which overwrites the total in the
-    logged dict, so the logged ``loss`` is the cross-entropy alone; the metric terms are logged
-    as ``loss_ml_patch`` and ``loss_ml_cls`` (already weighted by beta and lambda).
+    The cross-entropy is logged as ``loss_cls`` where ``PromptMetricLossHook`` trains (``loss``
+    is then the total) and as ``loss`` without it; the metric terms are logged as
+    ``loss_ml_patch`` and ``loss_ml_cls`` (already weighted by beta and lambda).
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
     for name, path in scalars_by_run.items():
         records = read_scalars(path)
-        for ax, key in zip(axes, ('loss', 'loss_ml_patch', 'loss_ml_cls')):
+        ce_key = 'loss_cls' if any('loss_cls' in r for r in records) else 'loss'
+        for ax, key in zip(axes, (ce_key, 'loss_ml_patch', 'loss_ml_cls')):
             steps, values = _train_series(records, key)
             if len(steps):
                 ax.plot(steps, values, label=name, linewidth=1.2)
-    titles = ('cross-entropy (logged as loss)', 'beta * L_ML(x, p)  (loss_ml_patch)',
+    titles = ('cross-entropy', 'beta * L_ML(x, p)  (loss_ml_patch)',
               'lambda * L_ML(p, x_cls)  (loss_ml_cls)')
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)

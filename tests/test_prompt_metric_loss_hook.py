@@ -3,6 +3,7 @@ import logging
 import tempfile
 from unittest import TestCase
 
+import numpy as np
 import torch
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
@@ -210,9 +211,11 @@ class TestPromptMetricLossHook(TestCase):
         self.assertEqual(len(patch), 20)
         self.assertEqual(len(cls), 20)
         self.assertLess(patch[-5:].mean(), patch[:5].mean())
-        # mmpretrain's head logs its cross-entropy as 'loss' (it shadows the parsed total).
-        ce = hub.get_scalar('train/loss').data[0]
+        # The head's cross-entropy is logged as 'loss_cls', and 'loss' is the optimized total.
+        ce = hub.get_scalar('train/loss_cls').data[0]
         self.assertTrue(((ce > 0) & (ce < 5)).all())
+        total = hub.get_scalar('train/loss').data[0]
+        np.testing.assert_allclose(total, ce + patch + cls, rtol=1e-5)
         # The loss wrapper is removed after training: validation/test see the stock model.
         self.assertNotIn('loss', runner.model.__dict__)
 

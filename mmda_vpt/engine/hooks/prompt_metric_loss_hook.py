@@ -41,8 +41,10 @@ class PromptMetricLossHook(Hook):
 
     Listed in ``custom_hooks``, it attaches to the model the runner trains (a stock
     ``ImageClassifier`` or ``EncoderDecoder``, wrapped for distributed training or not) and adds
-    ``loss_ml_patch`` and ``loss_ml_cls`` (already weighted) to its loss dict. Validation and
-    testing are untouched. The class-to-prompt map comes from a ``ClassPromptMappingHook`` in the
+    ``loss_ml_patch`` and ``loss_ml_cls`` (already weighted) to its loss dict. A head loss
+    named plainly ``loss`` (mmpretrain's classification heads) is logged as ``loss_cls``: mmengine
+    logs the optimized total as ``loss``, which a head's own ``loss`` would overwrite in the
+    logs. Validation and testing are untouched. The class-to-prompt map comes from a ``ClassPromptMappingHook`` in the
     same runner; without one, class c goes to prompt c mod M (with a warning).
 
     Args:
@@ -197,4 +199,8 @@ class PromptMetricLossHook(Hook):
         return dict(loss_ml_patch=self.beta * loss_patch, loss_ml_cls=self.lam * loss_cls)
 
     def _add_losses(self, model, inputs, data_samples, losses: dict) -> None:
+        if 'loss' in losses and 'loss_cls' not in losses:
+            # mmengine's parse_losses logs the sum of all terms as 'loss', then a term named
+            # 'loss' overwrites it in the log (not in the optimized sum).
+            losses['loss_cls'] = losses.pop('loss')
         losses.update(self.compute(model.backbone, data_samples))
