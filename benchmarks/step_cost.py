@@ -25,10 +25,11 @@ training (through the model's loss callback), and so is the per-step feature acc
 ``ClassPromptMappingHook``. Times are recorded as wall clock and process CPU time; targets are
 judged on the CPU time on the CPU (a shared machine's other jobs enter the wall clock) and on the
 wall clock on CUDA. An A/A control (a second VPT-Deep model) gives the noise floor of the
-inference ratios, and the operator traces of the variants' inference are compared. Before timing, one instrumented step per variant
-checks that no frozen parameter received a gradient and counts the forward and backward matmul /
-conv FLOPs (``torch.utils.flop_counter``), so the absence of weight gradients is visible as a
-backward/forward FLOP ratio near 1 (near 2 for full fine-tuning).
+inference ratios, and the operator traces of the variants' inference are compared. Before
+timing, one instrumented step per variant checks that no frozen parameter received a gradient,
+counts the forward and backward matmul / conv / attention FLOPs (``torch.utils.flop_counter``),
+so the absence of weight gradients is visible as a backward/forward FLOP ratio near 1 (near 2
+for full fine-tuning), and counts the step's host reads (synchronizations on a GPU).
 
 Peak training memory of a variant = its persistent bytes (its parameters, buffers and optimizer
 state) + the peak of the bytes allocated during one training step above what was allocated at
@@ -558,7 +559,10 @@ def saved_activation_bytes(variant: Variant) -> int:
     def pack(tensor):
         storage = tensor.untyped_storage()
         ptr = storage.data_ptr()
-        weight_cast = tensor.dtype not in weight_dtypes and tuple(tensor.shape) in weight_shapes
+        # A cast of a frozen weight has no grad_fn; of a trainable one, ToCopyBackward0.
+        weight_cast = (tensor.dtype not in weight_dtypes and tuple(tensor.shape) in weight_shapes
+                       and (tensor.grad_fn is None
+                            or type(tensor.grad_fn).__name__ == 'ToCopyBackward0'))
         if ptr not in params and not weight_cast:
             storages[ptr] = storage.nbytes()
         # A detached alias: packing the tensor itself would tie a saved output to its own

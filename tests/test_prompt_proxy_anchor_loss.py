@@ -96,6 +96,8 @@ class TestPromptProxyAnchorLoss(TestCase):
         samples = torch.randn(7, 8, requires_grad=True)
         labels = torch.tensor([0, -1, 2, 1, -1, 3, 0])
         keep = labels >= 0
+        with torch.no_grad():
+            samples[4] = float('nan')  # a left-out sample must not reach the loss at all
         for reduction in ('with_positives', 'all'):
             loss = PromptProxyAnchorLoss(pos_reduction=reduction)
             masked = loss(proxies, samples, labels)

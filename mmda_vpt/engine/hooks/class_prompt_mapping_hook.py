@@ -400,10 +400,11 @@ class ClassPromptMappingHook(Hook):
         # Unlabelled rows (-1) are added with weight 0: no boolean indexing, which would read
         # the mask on the host (a synchronization on an accelerator) at every step.
         labels = labels.reshape(-1).to(sums.device)
-        keep = (labels >= 0).to(torch.float64)
+        keep = labels >= 0
         feats = feats.reshape(labels.numel(), -1).to(sums.device, torch.float64)
-        sums.index_add_(0, labels.clamp(min=0), feats * keep[:, None])
-        counts.index_add_(0, labels.clamp(min=0), keep)
+        feats = torch.where(keep[:, None], feats, 0.0)  # not 0 * x: x may be NaN
+        sums.index_add_(0, labels.clamp(min=0), feats)
+        counts.index_add_(0, labels.clamp(min=0), keep.to(torch.float64))
 
     def _accumulate(self, model, inputs, data_samples, losses: dict) -> None:
         """Loss callback: add the detached final features of one training forward."""

@@ -42,10 +42,14 @@ class PromptMetricLossHook(Hook):
     Listed in ``custom_hooks``, it attaches to the model the runner trains (a stock
     ``ImageClassifier`` or ``EncoderDecoder``, wrapped for distributed training or not) and adds
     ``loss_ml_patch`` and ``loss_ml_cls`` (already weighted) to its loss dict. A head loss
-    named plainly ``loss`` (mmpretrain's classification heads) is logged as ``loss_cls``: mmengine
-    logs the optimized total as ``loss``, which a head's own ``loss`` would overwrite in the
-    logs. Validation and testing are untouched. The class-to-prompt map comes from a ``ClassPromptMappingHook`` in the
-    same runner; without one, class c goes to prompt c mod M (with a warning).
+    named plainly ``loss`` (mmpretrain's classification heads) becomes ``loss_cls`` while the
+    hook is attached: mmengine logs the optimized total as ``loss``, which a head's own
+    ``loss`` would overwrite in the logs and in ``train_step``'s outputs. So during training
+    ``model.loss(...)`` has ``loss_cls`` instead of ``loss``, and a run resumed from a
+    checkpoint written without the hook has the cross-entropy, then the total, in its
+    ``train/loss`` history. Validation and testing are untouched. The class-to-prompt map
+    comes from a ``ClassPromptMappingHook`` in the same runner; without one, class c goes to
+    prompt c mod M (with a warning).
 
     Args:
         beta (float): Weight of the patch term L_ML(x, p). Defaults to 0.05.
@@ -94,7 +98,7 @@ class PromptMetricLossHook(Hook):
         self.num_classes = 0
         self.ignore_index = 255
         self._warned_fallback = False
-        # (map, its version, device, M, the map on the device) of the last map used.
+        # (the last map used, as checked on the CPU; device; M; the map on the device)
         self._device_map: Optional[tuple] = None
 
     # ------------------------------------------------------------------ hook points
@@ -117,17 +121,19 @@ class PromptMetricLossHook(Hook):
     def class_to_prompt(self, num_prompts: int, device: torch.device) -> torch.Tensor:
         """(C,) prompt of every class: the mapping hook's, or c mod M.
 
-        The mapping hook's map (a CPU tensor, replaced at every update) is checked and copied
-        to ``device`` once per map, not once per step.
+        The mapping hook's map (a small CPU tensor, replaced at every update) is checked and
+        copied to ``device`` once per map, not once per step: a step only compares it with the
+        copy it last checked, on the host.
         """
         mapping = getattr(self.mapping_hook, 'class_to_prompt', None)
         if mapping is not None:
-            key = (mapping, mapping._version, device, num_prompts)
             cached = self._device_map
-            if cached is not None and cached[0] is mapping and cached[1:4] == key[1:]:
+            if (cached is not None and cached[1:3] == (device, num_prompts)
+                    and mapping.device.type == 'cpu' and torch.equal(mapping, cached[0])):
                 return cached[-1]
             self._check_map(mapping, num_prompts)
-            self._device_map = key + (mapping.to(device), )
+            self._device_map = (mapping.detach().cpu().clone(), device, num_prompts,
+                                mapping.to(device))
             return self._device_map[-1]
         if not self._warned_fallback:
             print_log('PromptMetricLossHook: no ClassPromptMappingHook map available; class c '

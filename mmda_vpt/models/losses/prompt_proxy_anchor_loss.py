@@ -76,13 +76,15 @@ class PromptProxyAnchorLoss(nn.Module):
                                  f'sample out), got values from {low} to {high}')
         with torch.autocast(device_type=proxies.device.type, enabled=False):
             proxies = F.normalize(proxies.float(), dim=1)
-            samples = F.normalize(samples.float(), dim=1)
             if samples.shape[0] == 0:
-                return (proxies.sum() + samples.sum()) * 0.0
+                return (proxies.sum() + samples.float().sum()) * 0.0
+            labelled = labels >= 0
+            # Left-out samples are zeroed (not masked by multiplication: they may hold NaN).
+            samples = F.normalize(torch.where(labelled[:, None], samples.float(), 0.0), dim=1)
             cos = proxies @ samples.t()  # (M, n)
             prompt_ids = torch.arange(num_proxies, device=labels.device)
             positive = labels[None, :] == prompt_ids[:, None]  # (M, n); none for -1
-            negative = (labels[None, :] >= 0) & ~positive
+            negative = labelled[None, :] & ~positive
             pos_term = self._log1p_sum_exp(-self.alpha * (cos - self.margin), positive)
             neg_term = self._log1p_sum_exp(self.alpha * (cos + self.margin), negative)
             if self.pos_reduction == 'with_positives':
