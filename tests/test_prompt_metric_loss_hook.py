@@ -40,6 +40,19 @@ def attach(hook, model, num_classes):
     hook.ignore_index = 255
 
 
+def forwarded(cfg: dict, batch: int):
+    """A tiny classifier (mmpretrain) or segmentor (mmseg) in training mode after one forward
+    of ``batch`` random images, so that its backbone holds the taps."""
+    torch.manual_seed(0)
+    seg = cfg['type'] == 'EncoderDecoder'
+    model = (SEG_MODELS if seg else PRETRAIN_MODELS).build(cfg)
+    model.init_weights()
+    model.train()
+    size = 32 if seg else 16
+    model.extract_feat(torch.randn(batch, 3, size, size))
+    return model
+
+
 class TestPromptMetricLossHook(TestCase):
 
     def test_compute_classification(self):
@@ -79,11 +92,7 @@ class TestPromptMetricLossHook(TestCase):
         self.assertAlmostEqual(3 * a['loss_ml_cls'].item(), b['loss_ml_cls'].item(), 5)
 
     def test_options(self):
-        torch.manual_seed(0)
-        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(guided_layers=(0, 1)))
-        model.init_weights()
-        model.train()
-        model.extract_feat(torch.randn(4, 3, 16, 16))
+        model = forwarded(tiny_classifier_cfg(guided_layers=(0, 1)), 4)
         samples = cls_samples([0, 1, 1, 7])
         results = {}
         for prompt_tap in ('query', 'raw'):
@@ -116,11 +125,7 @@ class TestPromptMetricLossHook(TestCase):
             patch_labels(seg_samples([label + 2]), (2, 2), num_classes=4)
 
     def test_compute_segmentation_all_ignored(self):
-        torch.manual_seed(0)
-        model = SEG_MODELS.build(tiny_segmentor_cfg())
-        model.init_weights()
-        model.train()
-        model.extract_feat(torch.randn(2, 3, 32, 32))
+        model = forwarded(tiny_segmentor_cfg(), 2)
         hook = PromptMetricLossHook(beta=1.0, lam=1.0)
         attach(hook, model, 4)
         ignored = seg_samples([torch.full((32, 32), 255)] * 2)
@@ -143,15 +148,11 @@ class TestPromptMetricLossHook(TestCase):
             class_to_prompt = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
 
         torch.manual_seed(0)
-        for build, cfg, samples, classes in (
-                (PRETRAIN_MODELS.build, tiny_classifier_cfg(), cls_samples(range(6)), 10),
-                (SEG_MODELS.build, tiny_segmentor_cfg(),
+        for cfg, samples, classes in (
+                (tiny_classifier_cfg(), cls_samples(range(6)), 10),
+                (tiny_segmentor_cfg(),
                  seg_samples([torch.randint(0, 4, (32, 32)), torch.full((32, 32), 255)]), 4)):
-            model = build(cfg)
-            model.init_weights()
-            model.train()
-            size = 16 if classes == 10 else 32
-            model.extract_feat(torch.randn(len(samples), 3, size, size))
+            model = forwarded(cfg, len(samples))
             hook = PromptMetricLossHook(beta=1.0, lam=1.0)
             attach(hook, model, classes)
             hook.mapping_hook = Mapper() if classes == 10 else None
@@ -193,11 +194,7 @@ class TestPromptMetricLossHook(TestCase):
             hook.class_to_prompt(2, torch.device('cpu'))
 
     def test_segmentation_patch_labels_once_per_step(self):
-        torch.manual_seed(0)
-        model = SEG_MODELS.build(tiny_segmentor_cfg(guided_layers=(0, 1)))
-        model.init_weights()
-        model.train()
-        model.extract_feat(torch.randn(2, 3, 32, 32))
+        model = forwarded(tiny_segmentor_cfg(guided_layers=(0, 1)), 2)
         self.assertEqual(len(model.backbone.guided_layers), 2)
         hook = PromptMetricLossHook(beta=1.0, lam=1.0)
         attach(hook, model, 4)
