@@ -150,31 +150,25 @@ class PromptMetricLossHook(Hook):
             raise ValueError(f'the class-to-prompt map names prompts {low} to {high} but the '
                              f'guided layers have {num_prompts} prompts')
 
-    def _per_patch_labels(self, taps, labels: torch.Tensor, data_samples) -> torch.Tensor:
-        """(B, N) class label of every patch (ignore -1), computed once per step."""
-        if is_segmentation_batch(data_samples):
-            # The pixel labels were checked by image_labels in this step already.
-            return patch_labels(data_samples, taps.patch_resolution, self.num_classes,
-                                self.ignore_index, check=False).to(labels.device)
-        return labels[:, None].expand(-1, taps.patch_attn[0].shape[1])
+    @staticmethod
+    def _to_prompts(labels: torch.Tensor, class_to_prompt: torch.Tensor) -> torch.Tensor:
+        """The prompt of each class label; -1 (an unlabelled image or patch) stays -1.
 
-    def _patch_samples(self, taps, layer: int, labels: torch.Tensor,
-                       per_patch: Optional[torch.Tensor]):
-        """Samples (n, D) and their class labels (n,) for the patch term of one layer."""
+        Class labels are range-checked and the map validated before: no host read here.
+        """
+        return torch.where(labels >= 0, class_to_prompt[labels.clamp(min=0)], -1)
+
+    def _patch_samples(self, taps, layer: int, prompts: torch.Tensor,
+                       patch_prompts: Optional[torch.Tensor]):
+        """Samples (n, D) and their prompt labels (n,) for the patch term of one layer."""
         if self.patch_tap == 'input_mean':
-            return taps.patch_input[layer].mean(dim=1), labels
+            return taps.patch_input[layer].mean(dim=1), prompts
         feats = taps.patch_attn[layer]  # (B, N, D)
         if self.patch_topk is not None and self.patch_topk < feats.shape[1]:
             top = feats.detach().norm(dim=-1).topk(self.patch_topk, dim=1).indices
             feats = feats.gather(1, top[..., None].expand(-1, -1, feats.shape[-1]))
-            per_patch = per_patch.gather(1, top)
-        return feats.flatten(0, 1), per_patch.flatten()
-
-    def _layer_loss(self, proxies, samples, labels, class_to_prompt) -> torch.Tensor:
-        # Class labels are checked and the map validated: no host read here (label -1, an
-        # unlabelled image or patch, is left out by the loss).
-        prompts = torch.where(labels >= 0, class_to_prompt[labels.clamp(min=0)], -1)
-        return self.loss(proxies, samples, prompts, check_labels=False)
+            patch_prompts = patch_prompts.gather(1, top)
+        return feats.flatten(0, 1), patch_prompts.flatten()
 
     def compute(self, backbone, data_samples) -> Dict[str, torch.Tensor]:
         """``loss_ml_patch`` and ``loss_ml_cls`` from the taps of the last training forward."""
@@ -187,18 +181,27 @@ class PromptMetricLossHook(Hook):
         device = proxies_all[0].device
         mapping = self.class_to_prompt(num_prompts, device)
         labels = image_labels(data_samples, self.num_classes, self.ignore_index).to(device)
-        per_patch = None
+        # Class labels become prompt labels once per step, for every guided layer.
+        prompts = self._to_prompts(labels, mapping)
+        patch_prompts = None
         if self.beta > 0 and self.patch_tap != 'input_mean':
-            per_patch = self._per_patch_labels(taps, labels, data_samples)
+            if is_segmentation_batch(data_samples):
+                # The pixel labels were checked by image_labels above.
+                per_patch = patch_labels(data_samples, taps.patch_resolution, self.num_classes,
+                                         self.ignore_index, check=False).to(device)
+                patch_prompts = self._to_prompts(per_patch, mapping)
+            else:
+                patch_prompts = prompts[:, None].expand(-1, taps.patch_attn[0].shape[1])
         patch_losses, cls_losses = [], []
         for layer, proxies in enumerate(proxies_all):
             if self.beta > 0:
-                samples, sample_labels = self._patch_samples(taps, layer, labels, per_patch)
+                samples, sample_prompts = self._patch_samples(taps, layer, prompts,
+                                                              patch_prompts)
                 patch_losses.append(
-                    self._layer_loss(proxies, samples, sample_labels, mapping))
+                    self.loss(proxies, samples, sample_prompts, check_labels=False))
             if self.lam > 0 and taps.cls_query:
                 cls_losses.append(
-                    self._layer_loss(proxies, taps.cls_query[layer], labels, mapping))
+                    self.loss(proxies, taps.cls_query[layer], prompts, check_labels=False))
         zero = proxies_all[0].sum() * 0.0
         loss_patch = torch.stack(patch_losses).mean() if patch_losses else zero
         loss_cls = torch.stack(cls_losses).mean() if cls_losses else zero
