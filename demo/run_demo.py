@@ -59,6 +59,7 @@ class Method:
     key: str
     title: str
     config: str
+    overrides: Dict = field(default_factory=dict)  # short names of OVERRIDES
 
 
 METHODS = [
@@ -71,14 +72,6 @@ METHOD_BY_KEY = {m.key: m for m in METHODS}
 
 # Test images drawn in the attention figure: the first test image of each of these digits.
 ATTENTION_DIGITS = (2, 5, 8)
-
-# The validation sweep of --tune: the learning rate of every method (DA-VPT's with the configs'
-# loss weights), then DA-VPT's (beta, lambda, patch_topk) at its best learning rate, then
-# DA-VPT+'s learning rate with those weights.
-TUNE_LRS = dict(linear=(0.1, 0.3, 1.0), vpt_deep=(0.03, 0.1, 0.3), davpt=(0.03, 0.1, 0.3),
-                davpt_plus=(0.03, 0.1, 0.3))
-TUNE_WEIGHTS = ((0.05, 0.05, None), (0.5, 0.1, None), (0.1, 0.1, 16), (0.5, 0.5, 16),
-                (1.0, 0.1, 16))
 
 
 @dataclass
@@ -108,6 +101,7 @@ QUICK = Size(
 @dataclass
 class RunResult:
     name: str
+    seed: int
     train_time_s: float
     test_metrics: Dict[str, float]
     val_metrics: Dict[str, float]
@@ -206,7 +200,7 @@ def train_and_test(cfg, name: str, every: Optional[int] = None, test: bool = Tru
     guided = getattr(backbone, 'guided_layers', ())
     if after is not None:
         after(runner)
-    return RunResult(name=name, train_time_s=train_time,
+    return RunResult(name=name, seed=int(cfg.randomness.seed), train_time_s=train_time,
                      test_metrics={k: float(v) for k, v in (test_metrics or {}).items()},
                      val_metrics={k: float(v) for k, v in hook.val_metrics.items()},
                      trainable_params=int(trainable), total_params=int(total),
@@ -329,6 +323,51 @@ def capture_attention(runner, digits: Sequence[int], shallow: int) -> dict:
     return out
 
 
+def _hook(cfg, name: str) -> dict:
+    hook = next((h for h in cfg.custom_hooks if h['type'] == name), None)
+    if hook is None:
+        raise KeyError(f'the config has no {name}')
+    return hook
+
+
+def _custom_key(cfg, key: str, **options) -> None:
+    paramwise = cfg.optim_wrapper.setdefault('paramwise_cfg', {})
+    paramwise.setdefault('custom_keys', {}).setdefault(key, {}).update(options)
+
+
+def _guided_lr_mult(cfg, value: float) -> None:
+    depth = cfg.model.backbone.arch['num_layers']
+    for layer in cfg.model.backbone.guided_layers:
+        _custom_key(cfg, f'backbone.prompts.{layer % depth}', lr_mult=value)
+
+
+#: What ``--tune`` and ``--ablations`` may change in a transfer config, by short name.
+OVERRIDES: Dict[str, Callable] = dict(
+    lr=lambda cfg, v: cfg.optim_wrapper.optimizer.__setitem__('lr', v),
+    weight_decay=lambda cfg, v: cfg.optim_wrapper.optimizer.__setitem__('weight_decay', v),
+    beta=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('beta', v),
+    lam=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('lam', v),
+    patch_topk=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('patch_topk', v),
+    proxy_scale=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('proxy_scale', v),
+    first_update=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__(
+        'first_update', v),
+    empty_cluster=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__(
+        'empty_cluster', v),
+    warm_start=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__('warm_start', v),
+    balanced=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__('balanced', v),
+    guided_lr_mult=_guided_lr_mult,
+    kv_lr_mult=lambda cfg, v: _custom_key(cfg, 'backbone.kv_bias', lr_mult=v),
+)
+
+
+def apply_overrides(cfg, overrides: dict) -> None:
+    """Set the short-named values of ``overrides`` (see :data:`OVERRIDES`) in ``cfg``."""
+    for key, value in overrides.items():
+        if key not in OVERRIDES:
+            raise KeyError(f'unknown override {key!r}; known: {sorted(OVERRIDES)}')
+        OVERRIDES[key](cfg, value)
+
+
 def transfer_config(method: Method, seed: int, args, size: Size, data_root: str,
                     checkpoint: str, run_name: str, overrides: Optional[dict] = None,
                     validate: bool = False):
@@ -351,15 +390,7 @@ def transfer_config(method: Method, seed: int, args, size: Size, data_root: str,
         cfg.train_cfg.max_epochs = epochs
         cfg.train_cfg.val_interval = epochs
         cfg.param_scheduler[-1].end = epochs
-    for key, value in (overrides or {}).items():
-        if key == 'lr':
-            cfg.optim_wrapper.optimizer.lr = value
-        elif key in ('beta', 'lam', 'patch_topk'):
-            for hook in cfg.custom_hooks:
-                if hook['type'] == 'PromptMetricLossHook':
-                    hook[key] = value
-        else:
-            raise KeyError(f'unknown override {key}')
+    apply_overrides(cfg, overrides or {})
     if not validate:
         cfg.val_dataloader = None
         cfg.val_cfg = None
@@ -367,33 +398,37 @@ def transfer_config(method: Method, seed: int, args, size: Size, data_root: str,
     return cfg
 
 
-def run_transfer(args, size: Size, data_root: str, checkpoint: str) -> dict:
-    methods = [METHOD_BY_KEY[k] for k in args.methods]
+def run_transfer(args, size: Size, data_root: str, checkpoint: str,
+                 methods: Optional[List[Method]] = None) -> dict:
+    """Every method on every seed, interleaved seed by seed (the linear probe on the first
+    ``--linear-seeds`` seeds): the same seed gives every method the same data order and head
+    initialization, so the methods compare seed for seed."""
+    methods = methods or [METHOD_BY_KEY[k] for k in args.methods]
     results: Dict[str, List[RunResult]] = {m.key: [] for m in methods}
     captures: Dict[str, dict] = {}
-    total = len(methods) * len(args.seeds)
+    plan = [(seed, m) for i, seed in enumerate(args.seeds) for m in methods
+            if m.key != 'linear' or i < args.linear_seeds]
     say(f'[2/5] transfer to MNIST-5k: {", ".join(m.title for m in methods)} x seeds '
-        f'{list(args.seeds)} ({total} runs, interleaved)')
-    count = 0
-    for seed in args.seeds:
-        for method in methods:
-            count += 1
-            run_name = f'{method.key}_seed{seed}'
-            say(f'  run {count}/{total}: {method.title}, seed {seed}')
-            cfg = transfer_config(method, seed, args, size, data_root, checkpoint, run_name)
-            after = None
-            if seed == args.seeds[0] and method.key in ('vpt_deep', 'davpt', 'davpt_plus'):
+        f'{list(args.seeds)} (linear probe: the first {args.linear_seeds}; {len(plan)} runs, '
+        'interleaved)')
+    for count, (seed, method) in enumerate(plan, 1):
+        run_name = f'{method.key}_seed{seed}'
+        say(f'  run {count}/{len(plan)}: {method.title}, seed {seed}')
+        cfg = transfer_config(method, seed, args, size, data_root, checkpoint, run_name,
+                              method.overrides)
+        after = None
+        if seed == args.seeds[0] and method.key in ('vpt_deep', 'davpt', 'davpt_plus'):
 
-                def after(runner, key=method.key):
-                    captures[key] = capture_attention(runner, ATTENTION_DIGITS, shallow=1
-                                                      if len(runner.model.backbone.layers) > 2
-                                                      else 0)
+            def after(runner, key=method.key):
+                captures[key] = capture_attention(runner, ATTENTION_DIGITS, shallow=1
+                                                  if len(runner.model.backbone.layers) > 2
+                                                  else 0)
 
-            result = train_and_test(cfg, run_name, every=None, after=after)
-            results[method.key].append(result)
-            say(f'  -> {method.title} seed {seed}: test accuracy '
-                f'{result.test_metrics["accuracy/top1"]:.2f}%, trained in '
-                f'{format_seconds(result.train_time_s)}')
+        result = train_and_test(cfg, run_name, every=None, after=after)
+        results[method.key].append(result)
+        say(f'  -> {method.title} seed {seed}: test accuracy '
+            f'{result.test_metrics["accuracy/top1"]:.2f}%, trained in '
+            f'{format_seconds(result.train_time_s)}')
     return dict(results=results, captures=captures, methods=methods)
 
 
@@ -407,7 +442,7 @@ def summarize(transfer: dict) -> List[dict]:
         rows.append(dict(
             key=method.key, method=method.title, seeds=len(runs),
             test_mean=float(test.mean()), test_std=float(test.std(ddof=1)) if len(test) > 1
-            else 0.0, test_all=test.tolist(),
+            else 0.0, test_all=test.tolist(), seeds_run=[r.seed for r in runs],
             trainable_params=runs[0].trainable_params, total_params=runs[0].total_params,
             train_time_mean_s=float(times.mean())))
     return rows
@@ -426,28 +461,103 @@ def table_markdown(rows: List[dict]) -> str:
     return '\n'.join(lines)
 
 
-def verdict(rows: List[dict]) -> List[str]:
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict:
+    """Mean of the paired differences ``a - b`` (same seeds) and its t confidence interval."""
+    from scipy import stats
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(diff)
+    mean = float(diff.mean()) if n else float('nan')
+    if n < 2:
+        return dict(n=n, mean=mean, low=float('nan'), high=float('nan'), diffs=diff.tolist())
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n))
+    return dict(n=n, mean=mean, low=mean - half, high=mean + half, diffs=diff.tolist())
+
+
+#: The paired comparisons of the report: (method, baseline).
+COMPARISONS = (('davpt', 'vpt_deep'), ('davpt_plus', 'vpt_deep'), ('davpt_plus', 'davpt'))
+
+
+def paired_rows(rows: List[dict]) -> List[dict]:
+    """Paired differences on the seeds both methods ran (the same seed, data order, head)."""
     by_key = {r['key']: r for r in rows}
+    out = []
+    for key, base in COMPARISONS:
+        if key not in by_key or base not in by_key:
+            continue
+        a, b = by_key[key], by_key[base]
+        seeds = [s for s in a['seeds_run'] if s in b['seeds_run']]
+        acc_a = [a['test_all'][a['seeds_run'].index(s)] for s in seeds]
+        acc_b = [b['test_all'][b['seeds_run'].index(s)] for s in seeds]
+        out.append(dict(key=key, base=base, method=a['method'], baseline=b['method'],
+                        seeds=seeds, **paired_difference(acc_a, acc_b)))
+    return out
+
+
+def paired_markdown(pairs: List[dict]) -> str:
+    lines = ['| comparison | paired seeds | mean difference (points) | 95% CI | wins / ties / '
+             'losses |', '|---|---|---|---|---|']
+    for p in pairs:
+        diffs = np.asarray(p['diffs'])
+        record = f'{int((diffs > 0).sum())} / {int((diffs == 0).sum())} / {int((diffs < 0).sum())}'
+        lines.append(f'| {p["method"]} - {p["baseline"]} | {p["n"]} | {p["mean"]:+.2f} | '
+                     f'[{p["low"]:+.2f}, {p["high"]:+.2f}] | {record} |')
+    return '\n'.join(lines)
+
+
+#: DA-VPT's target on the demo (issue 12): at least this many points over VPT-Deep.
+TARGET_GAIN = 1.0
+
+
+def verdict(rows: List[dict], pairs: Optional[List[dict]] = None) -> List[str]:
+    """Plain sentences: the best mean, and each paired comparison with its interval."""
     best = max(rows, key=lambda r: r['test_mean'])
     lines = [f'Best mean test accuracy: {best["method"]} ({best["test_mean"]:.2f}%).']
-    vpt = by_key.get('vpt_deep')
-    for key in ('davpt', 'davpt_plus'):
-        if vpt is None or key not in by_key:
+    for p in pairs if pairs is not None else paired_rows(rows):
+        if p['n'] < 2:
+            lines.append(f'{p["method"]} - {p["baseline"]}: {p["mean"]:+.2f} points on '
+                         f'{p["n"]} seed (no interval).')
             continue
-        r = by_key[key]
-        diff = r['test_mean'] - vpt['test_mean']
-        spread = max(r['test_std'], vpt['test_std'])
-        if diff > 0:
+        interval = f'95% CI [{p["low"]:+.2f}, {p["high"]:+.2f}], {p["n"]} paired seeds'
+        if p['low'] > 0:
             word = 'beats'
-        elif diff < 0:
-            word = 'does NOT beat'
+        elif p['high'] < 0:
+            word = 'is beaten by'
         else:
             word = 'ties with'
-        note = ''
-        if abs(diff) <= spread:
-            note = ' (within the seed-to-seed standard deviation)'
-        lines.append(f'{r["method"]} {word} VPT-Deep: {diff:+.2f} points{note}.')
+        line = f'{p["method"]} {word} {p["baseline"]}: {p["mean"]:+.2f} points ({interval}).'
+        if (p['key'], p['base']) == ('davpt', 'vpt_deep'):
+            met = p['mean'] >= TARGET_GAIN and p['low'] > 0
+            line += (f' Target (>= +{TARGET_GAIN:.1f} with the interval above 0): '
+                     f'{"met" if met else "NOT met"}.')
+        lines.append(line)
     return lines
+
+
+def grad_norms(scalars: Optional[str]) -> Dict[str, float]:
+    """Mean of each ``grad_norm/...`` scalar a run logged (``log_grad_norms``), by key."""
+    if not scalars:
+        return {}
+    values: Dict[str, List[float]] = {}
+    with open(scalars) as f:
+        for line in f:
+            for key, value in json.loads(line).items():
+                if key.startswith('grad_norm/'):
+                    values.setdefault(key[len('grad_norm/'):], []).append(float(value))
+    return {k: float(np.mean(v)) for k, v in sorted(values.items())}
+
+
+def map_report(transfer: dict) -> dict:
+    """Classes per prompt after every map update of every DA-VPT / DA-VPT+ run."""
+    report = {}
+    for key in ('davpt', 'davpt_plus'):
+        for r in transfer['results'].get(key, []):
+            if not r.guided_prompts:
+                continue
+            sizes = [np.bincount(m, minlength=r.guided_prompts).tolist()
+                     for _, m in r.prompt_maps]
+            report[r.name] = dict(epochs=[e for e, _ in r.prompt_maps], sizes=sizes,
+                                  min_size=int(min(min(x) for x in sizes)) if sizes else None)
+    return report
 
 
 # ------------------------------------------------------------------------------ 4. pictures
@@ -544,40 +654,142 @@ def run_segmentation(args, size: Size, data_root: str, checkpoint: str, out: str
 
 
 # ------------------------------------------------------------------------------ --tune
-def run_tune(args, size: Size, data_root: str, checkpoint: str) -> dict:
-    """The validation sweep that chose the configs' hyper-parameters (val split only)."""
-    say('tuning on the validation split (the test split is not used)')
-    rows = []
+def _grid(**axes) -> List[dict]:
+    """Every combination of the axes' values, as override dicts (``beta_lam`` sets both)."""
+    import itertools
+    trials = []
+    for values in itertools.product(*axes.values()):
+        trial = {}
+        for key, value in zip(axes, values):
+            if key == 'beta_lam':
+                trial.update(beta=value, lam=value)
+            else:
+                trial[key] = value
+        trials.append(trial)
+    return trials
 
-    def one(key: str, overrides: dict) -> float:
-        method = METHOD_BY_KEY[key]
-        name = f'tune_{key}_' + '_'.join(f'{k}{v}' for k, v in overrides.items())
+
+#: The validation sweep of ``--tune``: VPT-Deep and DA-VPT get the same number of trials, each
+#: over its own learning rate and (DA-VPT) its loss weights and the learning-rate multiplier of
+#: the guided prompts; DA-VPT+ then tunes the K/V biases' learning-rate multiplier at DA-VPT's
+#: chosen setting. Every trial is scored on the validation split, mean of ``--tune-seeds``.
+TUNE_TRIALS = dict(
+    linear=_grid(lr=(0.1, 0.3, 1.0)),
+    vpt_deep=_grid(lr=(0.03, 0.1, 0.3, 1.0), weight_decay=(1e-4, 1e-2)),
+    davpt=_grid(lr=(0.1, 0.3), beta_lam=(0.01, 0.1), guided_lr_mult=(1.0, 0.1)),
+)
+TUNE_PLUS = dict(kv_lr_mult=(1.0, 0.1, 0.01))
+
+
+def score_trials(args, size: Size, data_root: str, checkpoint: str, key: str,
+                 trials: Sequence[dict], rows: List[dict], base: Optional[dict] = None) -> dict:
+    """Mean validation accuracy of every trial over ``--tune-seeds``; returns the best trial."""
+    method = METHOD_BY_KEY[key]
+    best, best_acc = None, -1.0
+    for trial in trials:
+        overrides = dict(base or {}, **trial)
+        name = f'tune_{key}_' + '_'.join(f'{k}{v}' for k, v in trial.items())
         accs = []
-        for seed in args.seeds:
+        for seed in args.tune_seeds:
             cfg = transfer_config(method, seed, args, size, data_root, checkpoint,
                                   f'{name}_seed{seed}', overrides, validate=True)
             result = train_and_test(cfg, f'{name}_seed{seed}', test=False)
             accs.append(result.val_metrics['accuracy/top1'])
         acc = float(np.mean(accs))
-        rows.append(dict(method=method.title, overrides=overrides, val_top1=acc))
-        say(f'  {method.title} {overrides}: val accuracy {acc:.2f}%')
-        return acc
+        rows.append(dict(method=method.title, key=key, overrides=overrides, val_top1=acc,
+                         val_all=accs))
+        say(f'  {method.title} {overrides}: val accuracy {acc:.2f}% ({accs})')
+        if acc > best_acc:
+            best, best_acc = overrides, acc
+    return best
 
+
+def run_tune(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    """The validation sweep that chose the methods' settings (val split only)."""
+    say(f'tuning on the validation split with seeds {list(args.tune_seeds)} (the test split '
+        'is not used)')
+    rows: List[dict] = []
     best = {}
     for key in ('linear', 'vpt_deep', 'davpt'):
-        scores = {lr: one(key, dict(lr=lr)) for lr in TUNE_LRS[key]}
-        best[key] = dict(lr=max(scores, key=scores.get))
-    scores = {w: one('davpt', dict(lr=best['davpt']['lr'], beta=w[0], lam=w[1],
-                                   patch_topk=w[2])) for w in TUNE_WEIGHTS}
-    weights = max(scores, key=scores.get)
-    best['davpt'].update(beta=weights[0], lam=weights[1], patch_topk=weights[2])
-    scores = {lr: one('davpt_plus', dict(best['davpt'], lr=lr)) for lr in TUNE_LRS['davpt_plus']}
-    best['davpt_plus'] = dict(best['davpt'], lr=max(scores, key=scores.get))
+        if key in args.methods:
+            best[key] = score_trials(args, size, data_root, checkpoint, key, TUNE_TRIALS[key],
+                                     rows)
+    if 'davpt_plus' in args.methods and 'davpt' in best:
+        best['davpt_plus'] = score_trials(args, size, data_root, checkpoint, 'davpt_plus',
+                                          _grid(**TUNE_PLUS), rows, base=best['davpt'])
     say(f'best on the validation split: {best}')
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'tune.json'), 'w') as f:
-        json.dump(dict(rows=rows, best=best, seeds=list(args.seeds)), f, indent=1)
+        json.dump(dict(rows=rows, best=best, seeds=list(args.tune_seeds),
+                       trials={k: len(v) for k, v in TUNE_TRIALS.items()}), f, indent=1)
     return best
+
+
+# ------------------------------------------------------------------------------ --ablations
+#: Variants of DA-VPT (on top of its config) that locate where a gain comes from or goes.
+ABLATIONS = (
+    ('map fixed (no update)', dict(first_update=None)),
+    ("map as the authors' (warm from old centroids, empty kept)",
+     dict(warm_start='centroids', empty_cluster='keep')),
+    ('map balanced', dict(balanced=True)),
+    ('patch term only (lambda = 0)', dict(lam=0.0)),
+    ('CLS term only (beta = 0)', dict(beta=0.0)),
+    ('beta = lambda = 0.01', dict(beta=0.01, lam=0.01)),
+    ('beta = lambda = 0.03', dict(beta=0.03, lam=0.03)),
+    ('beta = lambda = 0.1', dict(beta=0.1, lam=0.1)),
+    ('beta = lambda = 0.3', dict(beta=0.3, lam=0.3)),
+    ('guided prompts lr x1', dict(guided_lr_mult=1.0)),
+    ('guided prompts lr x0.1', dict(guided_lr_mult=0.1)),
+    ('guided prompts lr x0.01', dict(guided_lr_mult=0.01)),
+)
+
+
+def run_ablations(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    """VPT-Deep, DA-VPT and every :data:`ABLATIONS` variant on the same seeds (test split),
+    each compared with VPT-Deep seed for seed."""
+    seeds = list(args.seeds)
+    say(f'ablations of DA-VPT on seeds {seeds}, each paired with VPT-Deep')
+    variants = [('VPT-Deep', 'vpt_deep', {}), ('DA-VPT (as configured)', 'davpt', {})]
+    variants += [(f'DA-VPT, {title}', 'davpt', change) for title, change in ABLATIONS]
+    accs: Dict[str, List[float]] = {title: [] for title, _, _ in variants}
+    maps: Dict[str, List[int]] = {}
+    for seed in seeds:
+        for i, (title, key, change) in enumerate(variants):
+            method = METHOD_BY_KEY[key]
+            overrides = dict(method.overrides, **change)
+            name = f'ablation{i}_{key}_seed{seed}'
+            cfg = transfer_config(method, seed, args, size, data_root, checkpoint, name,
+                                  overrides)
+            result = train_and_test(cfg, name)
+            accs[title].append(result.test_metrics['accuracy/top1'])
+            if result.prompt_maps and result.guided_prompts:
+                sizes = [min(np.bincount(m, minlength=result.guided_prompts))
+                         for _, m in result.prompt_maps]
+                maps.setdefault(title, []).append(int(min(sizes)))
+            say(f'  {title}, seed {seed}: test accuracy {accs[title][-1]:.2f}%')
+    rows = []
+    for title, key, change in variants:
+        row = dict(variant=title, overrides=dict(METHOD_BY_KEY[key].overrides, **change),
+                   test_mean=float(np.mean(accs[title])), test_all=accs[title],
+                   min_prompt_size=min(maps[title]) if title in maps else None)
+        if title != 'VPT-Deep':
+            row['paired'] = paired_difference(accs[title], accs['VPT-Deep'])
+        rows.append(row)
+    lines = ['| variant | test acc % (mean) | minus VPT-Deep, paired (95% CI) | smallest prompt '
+             '(classes) |', '|---|---|---|---|']
+    for row in rows:
+        p = row.get('paired')
+        diff = (f'{p["mean"]:+.2f} [{p["low"]:+.2f}, {p["high"]:+.2f}]' if p else '')
+        size_text = '' if row['min_prompt_size'] is None else str(row['min_prompt_size'])
+        lines.append(f'| {row["variant"]} | {row["test_mean"]:.2f} | {diff} | {size_text} |')
+    table = '\n'.join(lines)
+    say(table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'ablations.json'), 'w') as f:
+        json.dump(dict(seeds=seeds, rows=rows), f, indent=1)
+    with open(osp.join(args.out, 'ablations.md'), 'w') as f:
+        f.write(table + '\n')
+    return dict(seeds=seeds, rows=rows, table=table)
 
 
 # ------------------------------------------------------------------------------ main
@@ -598,7 +810,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         '$MMDA_VPT_CACHE/demo or ~/.cache/mmda_vpt/demo)')
     parser.add_argument('--fashion-mnist', default=demo_data.FASHION_MNIST_SOURCE,
                         help="folder with Fashion-MNIST's *-ubyte.gz files")
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--seeds', type=int, nargs='+', default=list(range(8)),
+                        help='seeds of every method (paired: the same seed gives the same data '
+                        'order and head initialization); default 0..7')
+    parser.add_argument('--linear-seeds', type=int, default=3,
+                        help='the linear probe runs on the first N seeds only (default 3)')
     parser.add_argument('--methods', nargs='+', default=[m.key for m in METHODS],
                         choices=[m.key for m in METHODS])
     parser.add_argument('--threads', type=int, default=None,
@@ -610,6 +826,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'result)')
     parser.add_argument('--tune', action='store_true',
                         help='run the validation sweep that chose the hyper-parameters')
+    parser.add_argument('--tune-seeds', type=int, nargs='+', default=[100, 101],
+                        help='seeds of every --tune trial (default 100 101: not the seeds of '
+                        'the reported runs)')
+    parser.add_argument('--ablations', action='store_true',
+                        help='run the DA-VPT ablations (map, loss terms, beta, the guided '
+                        "prompts' learning rate) on --seeds, paired with VPT-Deep")
     return parser.parse_args(argv)
 
 
@@ -634,6 +856,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.tune:
         run_tune(args, size, data_root, checkpoint)
         return {}
+    if args.ablations:
+        return run_ablations(args, size, data_root, checkpoint)
 
     transfer = run_transfer(args, size, data_root, checkpoint)
     rows = summarize(transfer)
@@ -641,9 +865,25 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         f'({sizes["test"]} images; {len(args.seeds)} seed(s) per method):')
     table = table_markdown(rows)
     say(table)
-    lines = verdict(rows)
+    pairs = paired_rows(rows)
+    paired = paired_markdown(pairs)
+    say('Paired differences (same seed: same data order and head initialization):')
+    say(paired)
+    lines = verdict(rows, pairs)
     for line in lines:
         say(line)
+    norms = {key: grad_norms(runs[0].scalars) for key, runs in transfer['results'].items()
+             if runs and key in ('davpt', 'davpt_plus')}
+    for key, values in norms.items():
+        if values:
+            say(f'{METHOD_BY_KEY[key].title}, seed {args.seeds[0]}: mean gradient norms on the '
+                'guided prompts (ce: the cross-entropy; ml_*: the weighted metric terms): ' +
+                ', '.join(f'{k} {v:.4f}' for k, v in values.items()))
+    maps = map_report(transfer)
+    if maps:
+        smallest = min(m['min_size'] for m in maps.values())
+        say(f'Class-to-prompt maps: the smallest prompt holds {smallest} class(es) over all '
+            f'{len(maps)} runs and all updates (0 would be an empty prompt).')
 
     say('[4/5] pictures')
     written = draw_transfer(args.out, transfer, pretrain_meta)
@@ -656,7 +896,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     total = time.perf_counter() - start
     summary = dict(
         quick=args.quick, seeds=list(args.seeds), split_sizes=sizes,
-        pretrain=pretrain_meta, rows=rows, verdict=lines, segmentation=seg,
+        pretrain=pretrain_meta, rows=rows, paired=pairs, verdict=lines, map_sizes=maps,
+        grad_norms=norms,
+        segmentation=seg, overrides={m.key: m.overrides for m in transfer['methods']},
         total_time_s=total, torch_threads=torch.get_num_threads(),
         runs={k: [dict(name=r.name, test=r.test_metrics, val=r.val_metrics,
                        train_time_s=r.train_time_s, prompt_maps=r.prompt_maps)
@@ -664,7 +906,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with open(osp.join(args.out, 'results.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     with open(osp.join(args.out, 'results.md'), 'w') as f:
-        f.write(table + '\n\n' + '\n'.join(lines) + '\n')
+        f.write(table + '\n\n' + paired + '\n\n' + '\n'.join(lines) + '\n')
         if seg is not None:
             f.write(f'\nSegmentation (DA-VPT + SETR-PUP): test mIoU {seg["mIoU"]:.2f}%\n')
     say(f'done in {format_seconds(total)}; results in {osp.join(args.out, "results.json")}')

@@ -145,18 +145,57 @@ class TestCheckpointConversion(TestCase):
 class TestReport(TestCase):
 
     def rows(self, davpt, vpt):
-        return [dict(key='vpt_deep', method='VPT-Deep', test_mean=vpt, test_std=0.1),
-                dict(key='davpt', method='DA-VPT', test_mean=davpt, test_std=0.1)]
+        def row(key, title, accs):
+            return dict(key=key, method=title, test_mean=float(np.mean(accs)), test_std=0.1,
+                        test_all=list(accs), seeds_run=list(range(len(accs))))
+        return [row('vpt_deep', 'VPT-Deep', vpt), row('davpt', 'DA-VPT', davpt)]
+
+    def test_paired_difference(self):
+        from scipy import stats
+        a, b = [62.0, 63.5, 61.0, 64.0], [61.0, 62.0, 61.5, 62.0]
+        diff = np.array(a) - np.array(b)
+        result = run_demo.paired_difference(a, b)
+        half = stats.t.ppf(0.975, 3) * diff.std(ddof=1) / 2.0
+        self.assertAlmostEqual(result['mean'], diff.mean())
+        self.assertAlmostEqual(result['low'], diff.mean() - half)
+        self.assertAlmostEqual(result['high'], diff.mean() + half)
+        self.assertEqual(result['n'], 4)
+        self.assertTrue(np.isnan(run_demo.paired_difference([1.0], [0.0])['low']))
 
     def test_says_when_davpt_loses(self):
-        lines = run_demo.verdict(self.rows(davpt=90.0, vpt=91.0))
+        lines = run_demo.verdict(self.rows(davpt=[90.0, 89.0, 90.5], vpt=[91.0, 90.2, 91.4]))
         self.assertIn('Best mean test accuracy: VPT-Deep', lines[0])
-        self.assertIn('DA-VPT does NOT beat VPT-Deep: -1.00 points.', lines)
+        self.assertRegex(lines[1], r'^DA-VPT is beaten by VPT-Deep: -1\.03 points \(95% CI '
+                         r'\[-[0-9.]+, -[0-9.]+\], 3 paired seeds\)\. Target .*: NOT met\.$')
 
-    def test_says_when_davpt_wins_within_noise(self):
-        lines = run_demo.verdict(self.rows(davpt=91.05, vpt=91.0))
-        self.assertIn('DA-VPT beats VPT-Deep: +0.05 points (within the seed-to-seed '
-                      'standard deviation).', lines)
+    def test_says_a_tie_is_a_tie(self):
+        lines = run_demo.verdict(self.rows(davpt=[91.5, 90.0, 92.0], vpt=[91.0, 91.0, 91.0]))
+        self.assertRegex(lines[1], r'^DA-VPT ties with VPT-Deep: \+0\.17 points .*NOT met\.$')
+
+    def test_says_when_the_target_is_met(self):
+        lines = run_demo.verdict(self.rows(davpt=[92.5, 92.0, 92.6], vpt=[91.0, 91.1, 91.2]))
+        self.assertRegex(lines[1], r'^DA-VPT beats VPT-Deep: \+1\.27 points .* met\.$')
+        table = run_demo.paired_markdown(run_demo.paired_rows(
+            self.rows(davpt=[92.5, 92.0, 91.0], vpt=[91.0, 91.1, 91.2])))
+        self.assertIn('| DA-VPT - VPT-Deep | 3 | +0.73 |', table)
+        self.assertIn('| 2 / 0 / 1 |', table)
+
+    def test_overrides(self):
+        from mmengine.config import Config
+        cfg = Config.fromfile(osp.join(run_demo.CONFIG_DIR, run_demo.METHOD_BY_KEY[
+            'davpt_plus'].config))
+        run_demo.apply_overrides(cfg, dict(lr=0.5, beta=0.2, guided_lr_mult=0.1,
+                                           kv_lr_mult=0.01, first_update=None))
+        self.assertEqual(cfg.optim_wrapper.optimizer.lr, 0.5)
+        keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+        self.assertEqual(keys['backbone.prompts.4']['lr_mult'], 0.1)
+        self.assertEqual(keys['backbone.prompts.5']['lr_mult'], 0.1)
+        self.assertEqual(keys['backbone.kv_bias'], dict(decay_mult=0.0, lr_mult=0.01))
+        hooks = {h['type']: h for h in cfg.custom_hooks}
+        self.assertEqual(hooks['PromptMetricLossHook']['beta'], 0.2)
+        self.assertIsNone(hooks['ClassPromptMappingHook']['first_update'])
+        with self.assertRaisesRegex(KeyError, "unknown override 'gamma'"):
+            run_demo.apply_overrides(cfg, dict(gamma=1))
 
 
 class TestQuickRun(TestCase):
@@ -180,6 +219,8 @@ class TestQuickRun(TestCase):
             printed = stdout.getvalue()
             self.assertIn('[vpt_deep_seed0] epoch 2/2', printed)
             self.assertIn('| DA-VPT |', printed)
+            self.assertIn('| DA-VPT - VPT-Deep | 1 |', printed)
+            self.assertEqual(min(m['min_size'] for m in summary['map_sizes'].values()), 1)
 
             rows = {r['key']: r for r in summary['rows']}
             self.assertEqual(set(rows), {'vpt_deep', 'davpt'})
