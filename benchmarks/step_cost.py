@@ -332,30 +332,30 @@ def attach_davpt_hooks(model: nn.Module, size: BenchSize, beta: float = 0.05,
 
     ``PromptMetricLossHook`` goes through its own ``before_train`` (it adds the metric losses
     to the model's loss). ``ClassPromptMappingHook``'s ``before_train`` needs a runner with a
-    dataloader for its initial pass, so its state is set directly: a fixed balanced map (as the
-    k-means gives: every prompt holds classes) and an empty window; its per-iteration work, the
-    accumulation of the final features per class (its loss callback), then runs in every
-    training step. Its per-epoch k-means is timed apart (``bench_kmeans``).
+    dataloader for its initial pass, so it is attached (``attach``) with a map of its own: a
+    fixed balanced map (as the k-means gives: every prompt holds classes) and an empty window;
+    its per-iteration work, the accumulation of the final features per class (its loss
+    callback), then runs in every training step. Its per-epoch k-means is timed apart
+    (``bench_kmeans``).
 
     Returns:
         tuple: (metric-loss hook, mapping hook).
     """
-    from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CALLBACK_NAME,
-                                                                 ClassPromptMappingHook)
-    from mmda_vpt.engine.hooks.prompt_metric_loss_hook import PromptMetricLossHook
-    from mmda_vpt.utils.model_access import add_loss_callback
+    from mmda_vpt.engine.hooks import ClassPromptMappingHook, PromptMetricLossHook
+    from mmda_vpt.utils import ClassPromptMap
     backbone = model.backbone
     gen = torch.Generator().manual_seed(1)
     order = torch.randperm(size.num_classes, generator=gen)
     mapping = torch.empty(size.num_classes, dtype=torch.long)
     mapping[order] = torch.arange(size.num_classes) % size.num_prompts
+    dim = int(backbone.embed_dims_)
+    class_map = ClassPromptMap(size.num_classes, size.num_prompts, dim)
+    class_map.set_state(mapping, torch.zeros(size.num_prompts, dim),
+                        torch.zeros(size.num_classes, dim),
+                        torch.ones(size.num_classes, dtype=torch.bool))
     mapper = ClassPromptMappingHook()
-    mapper.num_classes = size.num_classes
-    mapper.num_prompts = size.num_prompts
     mapper.ignore_index = int(getattr(getattr(model, 'decode_head', None), 'ignore_index', 255))
-    mapper.class_to_prompt = mapping
-    mapper._reset_window(next(backbone.parameters()).device, int(backbone.embed_dims_))
-    add_loss_callback(model, CALLBACK_NAME, mapper._accumulate)
+    mapper.attach(model, class_map)
     hook = PromptMetricLossHook(beta=beta, lam=lam)
     hook.before_train(SimpleNamespace(model=model, hooks=[mapper]))
     return hook, mapper

@@ -4,8 +4,9 @@ from unittest import TestCase
 import numpy as np
 from sklearn.cluster import KMeans
 
-from mmda_vpt.utils.class_kmeans import (cluster_sizes, initial_class_map, normalize_rows,
-                                         time_class_clustering, update_class_map, warm_kmeans)
+from mmda_vpt.utils.class_kmeans import (balanced_assignment, cluster_sizes, initial_class_map,
+                                         normalize_rows, reseed_empty, time_class_clustering,
+                                         update_class_map, warm_kmeans)
 
 
 def grouped_features(num_groups=5, per_group=8, dim=32, spread=0.1, seed=0):
@@ -157,3 +158,159 @@ class TestClassKMeans(TestCase):
         self.assertEqual(set(timing), {'initial_ms', 'update_ms', 'update_ms_min', 'changed'})
         self.assertGreater(timing['initial_ms'], 0)
         self.assertGreater(timing['update_ms'], 0)
+
+
+def random_rotation(dim, rng):
+    """A random orthogonal (dim, dim) matrix."""
+    q, r = np.linalg.qr(rng.normal(size=(dim, dim)))
+    return q * np.sign(np.diag(r))
+
+
+class TestUpdateFromCurrentFeatures(TestCase):
+    """The update starts from the previous map's groups measured on the current features."""
+
+    def test_common_rotation_keeps_the_map(self):
+        # Training turns the whole feature cloud; its geometry, and so the grouping, stays.
+        for seed in range(5):
+            rng = np.random.default_rng(seed)
+            features, _ = grouped_features(num_groups=5, per_group=8, dim=32, spread=0.6,
+                                           seed=seed)
+            first = initial_class_map(features, 5, seed=0)
+            turned = normalize_rows(features) @ random_rotation(32, rng)
+            for metric in ('euclidean', 'cosine'):
+                update = update_class_map(turned, first.class_to_prompt, first.centroids,
+                                          metric=metric)
+                self.assertEqual(update.class_to_prompt.tolist(),
+                                 first.class_to_prompt.tolist(), (seed, metric))
+
+    def test_one_class_moves_the_others_keep_their_prompt(self):
+        features, groups = grouped_features(num_groups=5, per_group=8, dim=32, spread=0.3)
+        first = initial_class_map(features, 5, seed=0)
+        rng = np.random.default_rng(3)
+        turn = random_rotation(32, rng)
+        moved = normalize_rows(features)
+        other = int(np.flatnonzero(groups != groups[0])[0])
+        moved[0] = moved[other] + 0.01 * rng.normal(size=32)
+        moved = moved @ turn
+        update = update_class_map(moved, first.class_to_prompt, first.centroids)
+        expected = first.class_to_prompt.copy()
+        expected[0] = first.class_to_prompt[other]
+        self.assertEqual(update.class_to_prompt.tolist(), expected.tolist())
+        # Every prompt keeps its identity: its centroid is the mean of its classes now.
+        points = normalize_rows(moved)
+        for prompt in range(5):
+            members = np.flatnonzero(update.class_to_prompt == prompt)
+            self.assertTrue(np.allclose(update.centroids[prompt], points[members].mean(0)))
+
+    def test_authors_warm_start_is_an_option(self):
+        # From the stale centroids (anchor=False), a turned cloud loses the map: the reason
+        # the default starts from the current features.
+        rng = np.random.default_rng(0)
+        features, _ = grouped_features(num_groups=5, per_group=8, dim=32, spread=0.6)
+        first = initial_class_map(features, 5, seed=0)
+        turned = normalize_rows(features) @ random_rotation(32, rng)
+        stale = update_class_map(turned, first.class_to_prompt, first.centroids, anchor=False,
+                                 empty_cluster='keep')
+        self.assertNotEqual(stale.class_to_prompt.tolist(), first.class_to_prompt.tolist())
+
+
+class TestNoEmptyPrompt(TestCase):
+
+    def drifted(self, seed):
+        rng = np.random.default_rng(seed)
+        num_classes = int(rng.integers(5, 40))
+        num_prompts = int(rng.integers(2, min(num_classes, 12) + 1))
+        dim = int(rng.integers(4, 24))
+        features = rng.normal(size=(num_classes, dim))
+        first = initial_class_map(features, num_prompts, seed=seed, n_init=1)
+        # A drift of the whole cloud plus noise of every class, sometimes large.
+        drift = rng.normal(size=(1, dim)) * rng.uniform(0, 3)
+        later = features + drift + rng.normal(size=features.shape) * rng.uniform(0, 2)
+        return later, first, num_prompts
+
+    def test_reseed_leaves_no_empty_prompt(self):
+        for seed in range(60):
+            later, first, num_prompts = self.drifted(seed)
+            self.assertEqual(cluster_sizes(first.class_to_prompt, num_prompts).min() > 0, True)
+            for metric in ('euclidean', 'cosine'):
+                for anchor in (True, False):
+                    result = update_class_map(later, first.class_to_prompt, first.centroids,
+                                              metric=metric, anchor=anchor)
+                    sizes = cluster_sizes(result.class_to_prompt, num_prompts)
+                    self.assertGreater(sizes.min(), 0, (seed, metric, anchor, sizes))
+
+    def test_keep_can_leave_an_empty_prompt(self):
+        # The authors' rule, kept as an option: some of the same drifts empty a prompt.
+        empty = 0
+        for seed in range(60):
+            later, first, num_prompts = self.drifted(seed)
+            result = update_class_map(later, first.class_to_prompt, first.centroids,
+                                      empty_cluster='keep', anchor=False)
+            empty += int(cluster_sizes(result.class_to_prompt, num_prompts).min() == 0)
+        self.assertGreater(empty, 0)
+
+    def test_reseed_empty(self):
+        points = normalize_rows(np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]]))
+        labels = np.array([0, 0, 0, 1])
+        centroids = np.array([points[:3].mean(0), points[3], [-1.0, -1.0]])
+        new, centres, count = reseed_empty(points, labels, centroids)
+        self.assertEqual(count, 1)
+        # The largest cluster gives its point farthest from its centroid: point 2.
+        self.assertEqual(new.tolist(), [0, 0, 2, 1])
+        self.assertTrue(np.allclose(centres[2], points[2]))
+        self.assertTrue(np.allclose(centres[0], points[:2].mean(0)))
+        # A pinned point moves only when nothing else can.
+        new, _, _ = reseed_empty(points, labels, centroids, pinned=np.array([0, 0, 1, 0], bool))
+        self.assertEqual(new[2], 0)
+        self.assertEqual(sorted(np.bincount(new, minlength=3).tolist()), [1, 1, 2])
+        # Fewer points than clusters: nothing to do.
+        same, _, count = reseed_empty(points[:2], np.array([0, 0]), centroids)
+        self.assertEqual((same.tolist(), count), ([0, 0], 0))
+
+    def test_empty_cluster_option_is_checked(self):
+        features, _ = grouped_features()
+        with self.assertRaisesRegex(ValueError, 'empty_cluster must be one of'):
+            update_class_map(features, np.zeros(40, int), np.zeros((5, 32)),
+                             empty_cluster='drop')
+
+
+class TestBalanced(TestCase):
+
+    def test_sizes_are_exact(self):
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            num_classes = int(rng.integers(6, 50))
+            num_prompts = int(rng.integers(2, 7))
+            features = rng.normal(size=(num_classes, 8))
+            low, high = num_classes // num_prompts, -(-num_classes // num_prompts)
+            first = initial_class_map(features, num_prompts, seed=seed, n_init=1,
+                                      balanced=True)
+            later = update_class_map(features + rng.normal(size=features.shape),
+                                     first.class_to_prompt, first.centroids, balanced=True)
+            for result in (first, later):
+                sizes = cluster_sizes(result.class_to_prompt, num_prompts)
+                self.assertTrue(((sizes == low) | (sizes == high)).all(), (seed, sizes))
+                self.assertEqual(sizes.sum(), num_classes)
+
+    def test_assignment_is_the_cheapest_balanced_one(self):
+        import itertools
+        rng = np.random.default_rng(0)
+        points = rng.normal(size=(7, 3))
+        centroids = rng.normal(size=(3, 3))
+        labels = balanced_assignment(points, centroids)
+        cost = ((points[:, None] - centroids[None])**2).sum(-1)
+        best = min(
+            (sum(cost[i, c] for i, c in enumerate(combo)), combo)
+            for combo in itertools.product(range(3), repeat=7)
+            if sorted(np.bincount(combo, minlength=3).tolist()) == [2, 2, 3])
+        self.assertAlmostEqual(cost[np.arange(7), labels].sum(), best[0])
+
+    def test_pinned_points_keep_their_cluster(self):
+        rng = np.random.default_rng(1)
+        points = rng.normal(size=(9, 4))
+        centroids = rng.normal(size=(3, 4))
+        pinned = np.full(9, -1)
+        pinned[[0, 1]] = 2
+        labels = balanced_assignment(points, centroids, pinned_to=pinned)
+        self.assertEqual(labels[[0, 1]].tolist(), [2, 2])
+        self.assertEqual(np.bincount(labels, minlength=3).tolist(), [3, 3, 3])

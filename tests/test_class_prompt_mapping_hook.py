@@ -26,6 +26,7 @@ from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CHECKPOINT_KEY,
                                                             select_per_class)
 from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
 from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
+from mmda_vpt.utils.class_prompt_map import ClassPromptMap
 from mmda_vpt.utils.host_reads import count_host_reads
 
 from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
@@ -150,8 +151,8 @@ class TestClassPromptMappingHook(TestCase):
     def test_padded_samples_counted_once(self):
         hook = ClassPromptMappingHook()
         hook.num_classes = 3
-        hook._sums = torch.zeros(3, 2, dtype=torch.float64)
-        hook._counts = torch.zeros(3, dtype=torch.float64)
+        hook.map = ClassPromptMap(3, 2, 2)
+        hook.map.reset_window()
         # 5 samples on 2 ranks, batches of 2: DefaultSampler pads the stream to 6 positions;
         # rank 1 holds positions 1, 3 and 5, and 5 (>= 5) repeats a sample of rank 0.
         hook._dedupe, hook._rank, hook._world_size = True, 1, 2
@@ -165,13 +166,13 @@ class TestClassPromptMappingHook(TestCase):
 
         step(0, [[1., 0.], [0., 1.]], [0, 1])
         step(1, [[2., 0.]], [0])  # the padded position
-        self.assertEqual(hook._counts.tolist(), [1.0, 1.0, 0.0])
-        assert torch.allclose(hook._sums[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
+        self.assertEqual(hook.map.counts.tolist(), [1.0, 1.0, 0.0])
+        assert torch.allclose(hook.map.sums[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
         step(3, [[2., 0.]], [0])  # iteration-based loop, second pass: padded again
-        self.assertEqual(hook._counts.tolist(), [1.0, 1.0, 0.0])
+        self.assertEqual(hook.map.counts.tolist(), [1.0, 1.0, 0.0])
         hook._rank = 0  # rank 0 holds positions 0, 2, 4: all real
         step(1, [[5., 5.]], [2])
-        self.assertEqual(hook._counts.tolist(), [1.0, 1.0, 1.0])
+        self.assertEqual(hook.map.counts.tolist(), [1.0, 1.0, 1.0])
 
     def test_unseen_class_keeps_prompt_and_feature(self):
         rng = np.random.default_rng(0)
@@ -179,16 +180,15 @@ class TestClassPromptMappingHook(TestCase):
         features = normalize_rows(np.concatenate([centres[[0, 0, 0]], centres[[1, 1, 1]]]))
         hook = ClassPromptMappingHook()
         hook.num_classes, hook.num_prompts = 6, 2
-        hook.class_to_prompt = torch.tensor([0, 0, 0, 1, 1, 1])
-        hook.centroids = torch.from_numpy(normalize_rows(centres)).float()
-        hook.class_features = torch.from_numpy(features).float()
-        hook.has_feature = torch.ones(6, dtype=torch.bool)
-        hook._reset_window(torch.device('cpu'), 8)
+        hook.map = ClassPromptMap(6, 2, 8)
+        hook.map.set_state(torch.tensor([0, 0, 0, 1, 1, 1]),
+                           torch.from_numpy(normalize_rows(centres)).float(),
+                           torch.from_numpy(features).float(), torch.ones(6, dtype=torch.bool))
+        hook.map.reset_window()
         # Classes 0, 1, 3, 4 are seen; class 0 now looks like group 1; 2 and 5 are not seen.
         seen = {0: centres[1], 1: centres[0], 3: centres[1], 4: centres[1]}
         for cls, feat in seen.items():
-            hook._add(hook._sums, hook._counts, torch.tensor(feat)[None] * 2,
-                      torch.tensor([cls]))
+            hook.map.add(torch.tensor(feat)[None] * 2, torch.tensor([cls]))
         logger = MMLogger.get_current_instance()
         with self.assertLogs(logger, level=logging.INFO) as logs:
             hook._update('epoch 1')
@@ -200,7 +200,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertRegex('\n'.join(logs.output), r'\[epoch 1\]: k-means [0-9.]+ ms, 1 of 6 '
                          r'classes changed prompt, 2 classes without a sample in the window; '
                          r'classes per prompt \[2, 4\]')
-        self.assertEqual(hook._counts.sum().item(), 0)  # the window starts again
+        self.assertEqual(hook.map.counts.sum().item(), 0)  # the window starts again
 
     def test_select_per_class(self):
         labels = np.array([0, 1, 0, 2, 0, 1, 0])
@@ -213,7 +213,7 @@ class TestClassPromptMappingHook(TestCase):
         counts = torch.zeros(3, dtype=torch.float64)
         feats = torch.tensor([[1.0, 2.0], [float('nan'), 5.0], [3.0, 4.0], [1.0, 1.0]])
         with count_host_reads() as reads:
-            ClassPromptMappingHook._add(sums, counts, feats, torch.tensor([0, -1, 0, 2]))
+            ClassPromptMap.add_to(sums, counts, feats, torch.tensor([0, -1, 0, 2]))
         self.assertEqual(reads.total, 0)
         self.assertEqual(sums.tolist(), [[4.0, 6.0], [0.0, 0.0], [1.0, 1.0]])
         self.assertEqual(counts.tolist(), [2.0, 0.0, 1.0])
@@ -325,12 +325,11 @@ class TestClassPromptMappingHook(TestCase):
         model = PRETRAIN_MODELS.build(tiny_classifier_cfg(num_classes=4, num_guided_prompts=2))
         hook = ClassPromptMappingHook()
         hook.num_classes, hook.num_prompts = 4, 2
-        hook.class_to_prompt = torch.tensor([0, 1, 0, 1])
-        hook.centroids = torch.randn(2, 32)
-        hook.class_features = torch.randn(4, 32)
-        hook.has_feature = torch.ones(4, dtype=torch.bool)
-        hook._reset_window(torch.device('cpu'), 32)
-        hook._add(hook._sums, hook._counts, torch.ones(2, 32), torch.tensor([1, 3]))
+        hook.map = ClassPromptMap(4, 2, 32)
+        hook.map.set_state(torch.tensor([0, 1, 0, 1]), torch.randn(2, 32), torch.randn(4, 32),
+                           torch.ones(4, dtype=torch.bool))
+        hook.map.reset_window()
+        hook.map.add(torch.ones(2, 32), torch.tensor([1, 3]))
         # Iteration-based: the running window is saved and comes back on rank 0 at resume.
         hook._by_epoch = False
         checkpoint = {}
@@ -346,7 +345,7 @@ class TestClassPromptMappingHook(TestCase):
         # saved as it was when the epoch began.
         hook._by_epoch = True
         hook.before_train_epoch(None)
-        hook._add(hook._sums, hook._counts, torch.ones(1, 32), torch.tensor([0]))
+        hook.map.add(torch.ones(1, 32), torch.tensor([0]))
         checkpoint = {}
         hook.before_save_checkpoint(None, checkpoint)
         self.assertEqual(checkpoint[CHECKPOINT_KEY]['window_counts'].tolist(),
@@ -390,6 +389,44 @@ class TestClassPromptMappingHook(TestCase):
         self.assertEqual(states[2]['last_update']['unseen'], 1)
         self.assertTrue(any('classes [9] have no sample in the training set' in r
                             for r in logs.output))
+
+    def test_first_update(self):
+        model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3)
+        for first_update, updated in ((1, [1, 2, 3]), (2, [2, 3]), (None, [])):
+            with self.subTest(first_update=first_update), tempfile.TemporaryDirectory() as tmp:
+                runner = make_runner(tmp, model, digits(indices=(0, 64)), max_epochs=3,
+                                     hook=dict(pipeline=PACK, first_update=first_update))
+                runner.train()
+                hook = mapping_hook(runner)
+                self.assertEqual(hook.num_updates, 1 + len(updated))
+                states = recorder(runner).states
+                whens = {e: states[e]['last_update']['when'] for e in range(4)}
+                self.assertEqual(sorted({w for w in whens.values() if w != 'initial'}),
+                                 [f'epoch {e}' for e in updated])
+                if first_update is None:
+                    self.assertTrue(torch.equal(states[3]['class_to_prompt'],
+                                                states[0]['class_to_prompt']))
+                    self.assertTrue(torch.equal(states[3]['centroids'], states[0]['centroids']))
+        with self.assertRaisesRegex(ValueError, 'first_update must be None or an int >= 1'):
+            ClassPromptMappingHook(first_update=0)
+        with self.assertRaisesRegex(ValueError, 'empty_cluster must be one of'):
+            ClassPromptMappingHook(empty_cluster='drop')
+        with self.assertRaisesRegex(ValueError, 'warm_start must be one of'):
+            ClassPromptMappingHook(warm_start='cold')
+
+    def test_no_empty_prompt_in_training(self):
+        # Real training with the default update: after every update every prompt holds a class.
+        model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=4)
+        for balanced in (False, True):
+            with self.subTest(balanced=balanced), tempfile.TemporaryDirectory() as tmp:
+                runner = make_runner(tmp, model, digits(indices=(0, 96)), max_epochs=3,
+                                     hook=dict(pipeline=PACK, balanced=balanced))
+                runner.train()
+                for epoch, state in recorder(runner).states.items():
+                    sizes = state['last_update']['cluster_sizes']
+                    self.assertGreater(min(sizes), 0, (epoch, sizes))
+                    if balanced:
+                        self.assertEqual(sorted(sizes), [2, 2, 3, 3])
 
     def test_labels_outside_class_range(self):
         with tempfile.TemporaryDirectory() as tmp:

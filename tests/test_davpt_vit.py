@@ -152,6 +152,37 @@ class TestDAVPTViT(TestCase):
         x = torch.randn(2, 3, 32, 32)
         torch.testing.assert_close(no_drop(x)[0], no_drop(x)[0], rtol=0, atol=0)
 
+    def test_frozen_drop_path(self):
+        model = build_pretrain(frozen_drop_path_rate=0.3)
+        randomize_frozen(model)
+        self.assertEqual(len(model.frozen_drop_path_rates), 3)
+        self.assertEqual(model.frozen_drop_path_rates[0], 0.0)
+        self.assertAlmostEqual(model.frozen_drop_path_rates[-1], 0.3, places=6)
+        plain = build_pretrain()
+        plain.load_state_dict(model.state_dict())
+        x = torch.randn(8, 3, 32, 32)
+        model.eval()
+        plain.eval()
+        with torch.no_grad():  # evaluation: no stochastic depth
+            torch.testing.assert_close(model(x)[0], plain(x)[0], rtol=0, atol=0)
+        model.train()
+        plain.train()
+        torch.manual_seed(0)
+        first = model(x)[0]
+        second = model(x)[0]
+        self.assertFalse(torch.equal(first, second))  # stochastic in training
+        self.assertFalse(torch.equal(first, plain(x)[0]))
+        # Some samples keep every branch of the last layer, others lose one: per sample.
+        first.sum().backward()
+        for name, param in model.named_parameters():
+            if name not in model.trainable_names():
+                self.assertIsNone(param.grad, name)
+        self.assertIsNotNone(model.prompts['2'].grad)
+        with self.assertRaisesRegex(ValueError, r'frozen_drop_path_rate must be in \[0, 1\)'):
+            build_pretrain(frozen_drop_path_rate=1.0)
+        seg = build_seg(frozen_drop_path_rate=0.2)
+        self.assertAlmostEqual(seg.frozen_drop_path_rates[-1], 0.2, places=6)
+
     def test_only_params_are_updated(self):
         for bias_tune in (None, 'kv', 'all'):
             with self.subTest(bias_tune=bias_tune):

@@ -204,7 +204,7 @@ class TestPromptMetricLossHook(TestCase):
             hook.compute(model.backbone, samples)
         self.assertEqual(counted.call_count, 1)
 
-    def _run(self, model, dataset, default_scope, custom_hooks, max_iters, batch_size):
+    def _run(self, model, dataset, default_scope, custom_hooks, max_iters, batch_size, seed=0):
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         runner = Runner(
@@ -219,7 +219,7 @@ class TestPromptMetricLossHook(TestCase):
             default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
                                checkpoint=dict(type='CheckpointHook', interval=10**6)),
             default_scope=default_scope,
-            randomness=dict(seed=0),
+            randomness=dict(seed=seed),
             log_level='WARNING')
         runner.train()
         return runner
@@ -245,6 +245,63 @@ class TestPromptMetricLossHook(TestCase):
         np.testing.assert_allclose(total, ce + patch + cls, rtol=1e-5)
         # The loss wrapper is removed after training: validation/test see the stock model.
         self.assertNotIn('loss', runner.model.__dict__)
+
+    def test_zero_weights_and_a_fixed_map_are_vpt_deep(self):
+        # The control: DA-VPT with beta = lambda = 0 and no map update is VPT-Deep, seed for
+        # seed (same data order, same head initialization, the same trained prompts).
+        dataset = dict(type='DigitsDataset', pipeline=[dict(type='PackInputs')])
+        for seed in (0, 1):
+            trained = {}
+            for name, backbone, hooks in (
+                    ('vpt', dict(guided_layers=()), []),
+                    ('davpt', dict(guided_layers=(0, 1)),
+                     [dict(type='ClassPromptMappingHook', first_update=None,
+                           pipeline=[dict(type='PackInputs')]),
+                      dict(type='PromptMetricLossHook', beta=0.0, lam=0.0)])):
+                runner = self._run(model=tiny_classifier_cfg(**backbone), dataset=dataset,
+                                   default_scope='mmpretrain', custom_hooks=hooks,
+                                   max_iters=6, batch_size=16, seed=seed)
+                trained[name] = {n: p.detach().clone()
+                                 for n, p in runner.model.named_parameters() if p.requires_grad}
+            self.assertEqual(set(trained['vpt']), set(trained['davpt']))
+            for key, value in trained['vpt'].items():
+                self.assertTrue(torch.equal(value, trained['davpt'][key]), (seed, key))
+            self.assertGreater(len(trained['vpt']), 2)
+
+    def test_grad_norm_logging(self):
+        runner = self._run(
+            model=tiny_classifier_cfg(guided_layers=(0, 1)),
+            dataset=dict(type='DigitsDataset', pipeline=[dict(type='PackInputs')]),
+            default_scope='mmpretrain',
+            custom_hooks=[dict(type='PromptMetricLossHook', beta=0.5, lam=0.25,
+                               log_grad_norms=2)],
+            max_iters=4,
+            batch_size=16)
+        hub = runner.message_hub
+        hook = next(h for h in runner.hooks if isinstance(h, PromptMetricLossHook))
+        keys = {f'{term}/layer{layer}' for term in ('ce', 'ml_patch', 'ml_cls')
+                for layer in (0, 1)} | {'ce/head'}
+        self.assertEqual(set(hook.grad_norms), keys)
+        for key in keys:
+            values = hub.get_scalar(f'train/grad_norm/{key}').data[0]
+            self.assertEqual(len(values), 2, key)  # iterations 2 and 4
+            self.assertTrue(np.isfinite(values).all() and (values > 0).all(), key)
+        # Oracle: the same gradients by hand on the model as it is after training.
+        model = runner.model
+        batch = next(iter(runner.train_dataloader))
+        data = model.data_preprocessor(batch, True)
+        hook.before_train(runner)
+        hook._iter = 1
+        try:
+            losses = model.loss(data['inputs'], data['data_samples'])
+        finally:
+            hook.after_train(runner)
+        for term, loss in (('ml_patch', losses['loss_ml_patch']), ('ce', losses['loss_cls'])):
+            grad = torch.autograd.grad(loss, model.backbone.prompts['1'], retain_graph=True)[0]
+            self.assertAlmostEqual(hook.grad_norms[f'{term}/layer1'], grad.norm().item(),
+                                   places=5)
+        with self.assertRaisesRegex(ValueError, 'log_grad_norms must be None or an int >= 1'):
+            PromptMetricLossHook(log_grad_norms=0)
 
     def test_segmentor_end_to_end(self):
         runner = self._run(

@@ -44,6 +44,23 @@ class TestPromptProxyAnchorLoss(TestCase):
                 self.assertLess(abs(ours.item() - expected.item()), 1e-6 * max(1, abs(
                     expected.item())))
 
+    def test_proxy_scale_is_scale_and_margin(self):
+        # The authors' loss_vpt_scale_ratio s: Eq. 4 with alpha * s and delta / s.
+        torch.manual_seed(0)
+        proxies, samples = torch.randn(4, 8), torch.randn(12, 8)
+        labels = torch.randint(0, 4, (12, ))
+        for scale in (0.5, 5.0):
+            scaled = PromptProxyAnchorLoss(margin=0.1, alpha=32, proxy_scale=scale)
+            expected = hand_loss(proxies, samples, labels, 0.1 / scale, 32 * scale,
+                                 'with_positives')
+            got = scaled(proxies, samples, labels).item()
+            self.assertLess(abs(got - expected), 1e-4 * max(1.0, abs(expected)))
+        self.assertNotAlmostEqual(
+            PromptProxyAnchorLoss(proxy_scale=5.0)(proxies, samples, labels).item(),
+            PromptProxyAnchorLoss()(proxies, samples, labels).item())
+        with self.assertRaisesRegex(ValueError, 'proxy_scale must be > 0, got 0'):
+            PromptProxyAnchorLoss(proxy_scale=0)
+
     def test_hand_computed_all_reduction(self):
         # Two prompts, three samples, all positives on prompt 0: 'all' averages the positive
         # term over both prompts (prompt 1's is log(1 + 0) = 0).

@@ -1,3 +1,4 @@
+from .class_prompt_map import ClassPromptMap
 from .compat import apply_compat_patches
 from .host_reads import count_host_reads
 from .labels import image_labels, patch_labels
@@ -7,7 +8,7 @@ from .params import count_params, log_trainable_params
 from .vit_checkpoint import convert_vit_checkpoint, convert_vit_weights
 
 __all__ = [
-    'apply_compat_patches', 'count_host_reads', 'image_labels', 'patch_labels',
+    'ClassPromptMap', 'apply_compat_patches', 'count_host_reads', 'image_labels', 'patch_labels',
     'add_loss_callback', 'get_davpt_backbone', 'remove_loss_callback', 'unwrap_model',
     'count_params', 'log_trainable_params', 'convert_vit_checkpoint', 'convert_vit_weights'
 ]

@@ -5,10 +5,13 @@ check them on synthetic features and the benchmark times them.
 
 - :func:`initial_class_map` clusters the L2-normalized class features with scikit-learn's
   ``KMeans`` (k-means++ with a fixed seed) into M groups: class -> prompt.
-- :func:`update_class_map` re-clusters them warm-started from the previous centroids with one
-  initialization (Lloyd iterations as scikit-learn's ``KMeans(init=centroids, n_init=1)``), so
-  cluster i stays prompt i; unlike scikit-learn, an empty cluster keeps its centroid instead of
-  being moved to a far point, which would hand prompt i a different group.
+- :func:`update_class_map` re-clusters them from the previous map: the centroids are first
+  re-computed as the means of the current class features under the previous map (so a drift of
+  the whole feature cloud moves the centroids with it), then Lloyd iterations follow; cluster i
+  stays prompt i. An empty cluster is re-seeded with a far class of the largest cluster
+  (``empty_cluster='reseed'``), so with C >= M every prompt holds a class; ``'keep'`` keeps
+  the authors' behaviour (an empty cluster keeps its centroid). ``balanced=True`` gives every
+  prompt floor(C/M) or ceil(C/M) classes by a minimum-cost assignment.
 
 Both take ``metric='euclidean'`` (plain k-means on the normalized features, the paper) or
 ``'cosine'`` (spherical k-means: centroids re-normalized after every update, the authors' code).
@@ -22,10 +25,12 @@ import numpy as np
 
 __all__ = [
     'ClassMap', 'normalize_rows', 'initial_class_map', 'warm_kmeans', 'update_class_map',
-    'cluster_sizes', 'time_class_clustering', 'KMEANS_METRICS'
+    'anchored_centroids', 'reseed_empty', 'balanced_assignment', 'balanced_kmeans',
+    'cluster_sizes', 'time_class_clustering', 'KMEANS_METRICS', 'EMPTY_CLUSTER_MODES'
 ]
 
 KMEANS_METRICS = ('euclidean', 'cosine')
+EMPTY_CLUSTER_MODES = ('reseed', 'keep')
 
 
 @dataclass
@@ -200,6 +205,8 @@ def initial_class_map(features: np.ndarray,
                       max_iter: int = 300,
                       tol: float = 1e-4,
                       metric: str = 'euclidean',
+                      empty_cluster: str = 'reseed',
+                      balanced: bool = False,
                       threads: Optional[int] = 1) -> ClassMap:
     """The first class-to-prompt map: k-means of the normalized class features into M groups.
 
@@ -222,6 +229,7 @@ def initial_class_map(features: np.ndarray,
         (C <= M: class c -> prompt c) and the rest of the prompts are unused.
     """
     _check_metric(metric)
+    _check_empty_cluster(empty_cluster)
     if num_prompts < 1:
         raise ValueError(f'num_prompts must be >= 1, got {num_prompts}')
     features, valid = _check_features(features, valid)
@@ -229,13 +237,14 @@ def initial_class_map(features: np.ndarray,
     start = time.perf_counter()
     with limited_threads(threads):
         mapping, centroids, n_iter = _initial(features, valid, num_prompts, seed, n_init,
-                                              max_iter, tol, metric)
+                                              max_iter, tol, metric, empty_cluster, balanced)
     elapsed = (time.perf_counter() - start) * 1000.0
     return ClassMap(mapping, centroids, n_iter, elapsed)
 
 
 def _initial(features: np.ndarray, valid: np.ndarray, num_prompts: int, seed: int, n_init: int,
-             max_iter: int, tol: float, metric: str) -> Tuple[np.ndarray, np.ndarray, int]:
+             max_iter: int, tol: float, metric: str, empty_cluster: str,
+             balanced: bool) -> Tuple[np.ndarray, np.ndarray, int]:
     """The body of :func:`initial_class_map`: map, centroids and iterations."""
     from sklearn.cluster import KMeans
     features = normalize_rows(features)
@@ -250,13 +259,164 @@ def _initial(features: np.ndarray, valid: np.ndarray, num_prompts: int, seed: in
         labels = kmeans.labels_.astype(np.int64)
         centroids = kmeans.cluster_centers_.astype(np.float64)
         n_iter = int(kmeans.n_iter_)
-        if metric == 'cosine':
-            labels, centroids, extra = warm_kmeans(points, normalize_rows(centroids), max_iter,
-                                                   tol, metric)
+        if metric == 'cosine' or balanced:
+            init = normalize_rows(centroids) if metric == 'cosine' else centroids
+            none = np.zeros(len(points), dtype=bool)
+            labels, centroids, extra = _cluster(points, init, labels, none, max_iter, tol,
+                                                metric, 'keep', balanced)
             n_iter += extra
+        if empty_cluster == 'reseed' and not balanced:
+            labels, centroids, _ = reseed_empty(points, labels, centroids, metric)
         mapping = np.arange(num_classes, dtype=np.int64) % num_prompts
         mapping[valid] = labels
     return mapping, centroids, n_iter
+
+
+def _distances(points: np.ndarray, centroids: np.ndarray, metric: str) -> np.ndarray:
+    """(n, M) distances: squared Euclidean, or 1 - cosine similarity."""
+    if metric == 'cosine':
+        return 1.0 - points @ normalize_rows(centroids).T
+    return ((points**2).sum(1)[:, None] + (centroids**2).sum(1)[None, :] -
+            2.0 * points @ centroids.T)
+
+
+def reseed_empty(points: np.ndarray, labels: np.ndarray, centroids: np.ndarray,
+                 metric: str = 'euclidean',
+                 pinned: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Give every empty cluster one point, while there are at least as many points as clusters.
+
+    An empty cluster takes the point farthest from its centroid in the largest cluster (a
+    cluster of at least two points; pinned points move only when nothing else can), and becomes
+    that point; the cluster it left is re-centred. Cluster i keeps index i.
+
+    Args:
+        points: (n, D) points.
+        labels: (n,) cluster of every point.
+        centroids: (M, D) centroids.
+        metric: ``'euclidean'`` or ``'cosine'`` (centroids re-normalized). Defaults to
+            ``'euclidean'``.
+        pinned: (n,) bool, points that should keep their cluster. Defaults to None (none).
+
+    Returns:
+        tuple: labels, centroids and the number of clusters re-seeded.
+    """
+    labels = np.array(labels, dtype=np.int64, copy=True)
+    centroids = np.array(centroids, dtype=np.float64, copy=True)
+    num = len(centroids)
+    if len(points) < num:
+        return labels, centroids, 0
+    pinned = np.zeros(len(points), dtype=bool) if pinned is None else np.asarray(pinned, bool)
+    spherical = metric == 'cosine'
+    reseeded = 0
+    while True:
+        sizes = np.bincount(labels, minlength=num)
+        empty = np.flatnonzero(sizes == 0)
+        if len(empty) == 0:
+            return labels, centroids, reseeded
+        target = int(empty[0])
+        for allow_pinned in (False, True):
+            movable = (sizes[labels] >= 2) & (allow_pinned | ~pinned)
+            if movable.any():
+                break
+        # The largest cluster with a movable point; its farthest movable point.
+        donor_sizes = np.where(np.bincount(labels[movable], minlength=num) > 0, sizes, -1)
+        donor = int(np.argmax(donor_sizes))
+        members = np.flatnonzero(movable & (labels == donor))
+        dist = _distances(points[members], centroids[[donor]], metric)[:, 0]
+        point = int(members[np.argmax(dist)])
+        labels[point] = target
+        centroids[target] = points[point]
+        centroids = _centroid_update(points, labels, centroids, spherical)
+        reseeded += 1
+
+
+def balanced_assignment(points: np.ndarray,
+                        centroids: np.ndarray,
+                        metric: str = 'euclidean',
+                        pinned_to: Optional[np.ndarray] = None) -> np.ndarray:
+    """Assign n points to M clusters of floor(n/M) or ceil(n/M) points at least total distance.
+
+    A minimum-cost assignment of points to cluster slots (SciPy's ``linear_sum_assignment``):
+    every cluster has floor(n/M) slots that must be filled and one optional slot; n mod M of
+    the optional slots are used.
+
+    Args:
+        points: (n, D) points, n >= M.
+        centroids: (M, D) centroids.
+        metric: ``'euclidean'`` or ``'cosine'``. Defaults to ``'euclidean'``.
+        pinned_to: (n,) cluster a point must take, or -1 for free points. Defaults to None.
+
+    Returns:
+        np.ndarray: (n,) int64 cluster of every point.
+    """
+    from scipy.optimize import linear_sum_assignment
+    num_points, num = len(points), len(centroids)
+    base, extra = divmod(num_points, num)
+    cost = _distances(points, centroids, metric)
+    big = 1.0 + 4.0 * float(np.abs(cost).max()) * num_points
+    if pinned_to is not None:
+        pinned_to = np.asarray(pinned_to, dtype=np.int64)
+        rows = np.flatnonzero(pinned_to >= 0)
+        penalty = np.full((len(rows), num), big)
+        penalty[np.arange(len(rows)), pinned_to[rows]] = 0.0
+        cost = cost.copy()
+        cost[rows] += penalty
+    # Columns: base required slots per cluster (a bonus makes all of them taken), then one
+    # optional slot per cluster when the clusters cannot all be equal.
+    required = np.repeat(cost, base, axis=1) - big * num_points
+    columns = [required]
+    owners = [np.repeat(np.arange(num), base)]
+    if extra:
+        columns.append(cost)
+        owners.append(np.arange(num))
+    rows, cols = linear_sum_assignment(np.concatenate(columns, axis=1))
+    labels = np.empty(num_points, dtype=np.int64)
+    labels[rows] = np.concatenate(owners)[cols]
+    return labels
+
+
+def balanced_kmeans(points: np.ndarray,
+                    init: np.ndarray,
+                    max_iter: int = 300,
+                    metric: str = 'euclidean',
+                    pinned_to: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Lloyd's iterations with the balanced assignment step; cluster i keeps its index.
+
+    Returns:
+        tuple: labels (n,) with floor(n/M) or ceil(n/M) points per cluster, centroids (M, D)
+        (the means of the final clusters) and the iterations run.
+    """
+    centroids = np.array(init, dtype=np.float64, copy=True)
+    labels = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        new = balanced_assignment(points, centroids, metric, pinned_to)
+        centroids = _centroid_update(points, new, centroids, metric == 'cosine')
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+    return labels, centroids, n_iter
+
+
+def _sklearn_warm_kmeans(points: np.ndarray, init: np.ndarray, max_iter: int,
+                         tol: float) -> Tuple[np.ndarray, np.ndarray, int]:
+    """scikit-learn's Lloyd k-means from ``init`` (it moves an empty cluster to a far point)."""
+    from sklearn.cluster import KMeans
+    kmeans = KMeans(len(init), init=init, n_init=1, max_iter=max_iter, tol=tol,
+                    algorithm='lloyd').fit(points)
+    return (kmeans.labels_.astype(np.int64), kmeans.cluster_centers_.astype(np.float64),
+            int(kmeans.n_iter_))
+
+
+def anchored_centroids(points: np.ndarray, labels: np.ndarray, fallback: np.ndarray,
+                       metric: str = 'euclidean') -> np.ndarray:
+    """Means of ``points`` under ``labels``; a cluster without points takes ``fallback``'s row.
+
+    The start of an update: the previous map's groups, measured on the current features, so a
+    drift of the whole feature cloud does not leave the centroids behind.
+    """
+    return _centroid_update(points, labels, np.asarray(fallback, dtype=np.float64),
+                            metric == 'cosine')
 
 
 def update_class_map(features: np.ndarray,
@@ -267,8 +427,19 @@ def update_class_map(features: np.ndarray,
                      max_iter: int = 300,
                      tol: float = 1e-4,
                      metric: str = 'euclidean',
+                     empty_cluster: str = 'reseed',
+                     balanced: bool = False,
+                     anchor: bool = True,
                      threads: Optional[int] = 1) -> ClassMap:
-    """Re-cluster the class features warm-started from the previous centroids.
+    """Re-cluster the class features, starting from the previous map; prompt i stays prompt i.
+
+    With ``anchor`` (the default), the starting centroids are the means of the current class
+    features under the previous map (a prompt without a valid class keeps its centroid), then
+    Lloyd iterations follow: scikit-learn's ``KMeans(init=..., n_init=1)`` for the Euclidean
+    metric with re-seeding, otherwise :func:`warm_kmeans`; with ``balanced``, the balanced
+    assignment of :func:`balanced_kmeans`. Afterwards (also after the final assignment, which
+    can empty a cluster again) ``empty_cluster='reseed'`` gives every empty prompt a class
+    (:func:`reseed_empty`) whenever there are at least as many valid classes as prompts.
 
     Args:
         features: (C, D) per-class mean features (normalized here).
@@ -282,6 +453,13 @@ def update_class_map(features: np.ndarray,
         max_iter: Maximum Lloyd iterations. Defaults to 300.
         tol: Relative tolerance, as scikit-learn's. Defaults to 1e-4.
         metric: ``'euclidean'`` or ``'cosine'``. Defaults to ``'euclidean'``.
+        empty_cluster: ``'reseed'`` (every prompt keeps at least one class when C >= M) or
+            ``'keep'`` (an empty prompt keeps its centroid and may stay empty: the authors'
+            code). Defaults to ``'reseed'``.
+        balanced: Give each prompt floor(C/M) or ceil(C/M) classes. Defaults to False (the
+            paper's k-means).
+        anchor: Start from the previous map's groups on the current features; False starts
+            from the previous centroids (the authors' warm start). Defaults to True.
         threads: BLAS threads while clustering; None leaves the library's own. Defaults to 1.
 
     Returns:
@@ -290,6 +468,7 @@ def update_class_map(features: np.ndarray,
         stays as it was and each prompt's centroid becomes its class's feature.
     """
     _check_metric(metric)
+    _check_empty_cluster(empty_cluster)
     start = time.perf_counter()
     features, valid = _check_features(features, valid)
     previous = np.asarray(previous, dtype=np.int64)
@@ -310,13 +489,46 @@ def update_class_map(features: np.ndarray,
             new_centroids = centroids.copy()
             new_centroids[mapping[rows]] = features[rows]
         else:
-            labels, _, n_iter = warm_kmeans(features[rows], centroids, max_iter, tol, metric)
+            points = features[rows]
+            kept = keep[rows]
+            init = (anchored_centroids(points, previous[rows], centroids, metric)
+                    if anchor else centroids)
+            labels, new_centroids, n_iter = _cluster(points, init, previous[rows], kept,
+                                                     max_iter, tol, metric, empty_cluster,
+                                                     balanced)
             mapping[rows] = labels
-            mapping[keep] = previous[keep]
-            new_centroids = _centroid_update(features[rows], mapping[rows], centroids,
-                                             metric == 'cosine')
     elapsed = (time.perf_counter() - start) * 1000.0
     return ClassMap(mapping, new_centroids, n_iter, elapsed)
+
+
+def _check_empty_cluster(empty_cluster: str) -> None:
+    if empty_cluster not in EMPTY_CLUSTER_MODES:
+        raise ValueError(f'empty_cluster must be one of {EMPTY_CLUSTER_MODES}, '
+                         f'got {empty_cluster!r}')
+
+
+def _cluster(points: np.ndarray, init: np.ndarray, previous: np.ndarray, kept: np.ndarray,
+             max_iter: int, tol: float, metric: str, empty_cluster: str,
+             balanced: bool) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Lloyd iterations from ``init``, the kept points pinned to ``previous``, then re-seeding.
+
+    Returns labels, the centroids of the final groups (an empty group keeps its centroid) and
+    the iterations run.
+    """
+    spherical = metric == 'cosine'
+    if balanced:
+        pinned_to = np.where(kept, previous, -1)
+        labels, centroids, n_iter = balanced_kmeans(points, init, max_iter, metric, pinned_to)
+        return labels, centroids, n_iter
+    if metric == 'euclidean' and empty_cluster == 'reseed' and len(points) >= len(init):
+        labels, centroids, n_iter = _sklearn_warm_kmeans(points, init, max_iter, tol)
+    else:
+        labels, centroids, n_iter = warm_kmeans(points, init, max_iter, tol, metric)
+    labels = np.where(kept, previous, labels)
+    centroids = _centroid_update(points, labels, centroids, spherical)
+    if empty_cluster == 'reseed':
+        labels, centroids, _ = reseed_empty(points, labels, centroids, metric, pinned=kept)
+    return labels, centroids, n_iter
 
 
 def cluster_sizes(class_to_prompt: np.ndarray, num_prompts: int) -> np.ndarray:

@@ -15,8 +15,8 @@ from mmengine.runner.loops import IterBasedTrainLoop
 from mmengine.utils import ProgressBar
 from torch.utils.data import BatchSampler, Subset
 
-from mmda_vpt.utils.class_kmeans import (KMEANS_METRICS, ClassMap, cluster_sizes,
-                                         initial_class_map, normalize_rows, update_class_map)
+from mmda_vpt.utils.class_kmeans import ClassMap
+from mmda_vpt.utils.class_prompt_map import ClassPromptMap, check_options
 from mmda_vpt.utils.labels import (check_label_range, image_labels, is_segmentation_batch,
                                    patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
@@ -115,6 +115,9 @@ class _SharedSubset(Subset):
 class ClassPromptMappingHook(Hook):
     """Maps C classes to the M guided prompts by k-means over per-class features (DA-VPT 2.4).
 
+    The map itself (its state, its feature window and its k-means updates) is a
+    :class:`~mmda_vpt.utils.ClassPromptMap`; this hook wires it to the runner:
+
     - Before training, one pass over the training set with the test pipeline (no augmentation)
       through the frozen pre-trained backbone with the prompts switched off: per class the mean
       final CLS feature (classification; the mean final patch feature without a CLS token) or
@@ -122,12 +125,14 @@ class ClassPromptMappingHook(Hook):
       of a patch's pixels). L2-normalized and clustered with scikit-learn's ``KMeans`` (seeded):
       ``class_to_prompt[c]`` is the cluster of class c.
     - During training, the detached final CLS (segmentation: patch) features of the training
-      forwards are summed per class. At the end of every ``interval`` epochs (epoch-based loops)
-      or ``interval`` iterations (iteration-based loops) the sums and counts are summed over all
-      ranks and the normalized means re-clustered warm-started from the previous centroids with
-      one initialization, so cluster i stays prompt i. A class unseen in the window keeps its
-      prompt and its previous mean feature; an empty cluster keeps its centroid; with C < M
-      class c gets prompt c and the other prompts are unused (one warning).
+      forwards are summed per class. The first re-clustering happens at the end of epoch (or
+      iteration, for iteration-based loops) ``max(first_update, interval)``, later ones every
+      ``interval`` epochs (iterations). The sums and counts are summed over all ranks and the
+      normalized means re-clustered from the previous map: centroids re-computed as the means
+      of the current class features under the previous map, then Lloyd iterations, so prompt i
+      stays prompt i; an empty prompt is re-seeded (``empty_cluster``). A class unseen in the
+      window keeps its prompt and its previous mean feature; with C < M class c gets prompt c
+      and the other prompts are unused (one warning).
     - Rank 0 clusters and broadcasts, so every rank holds the same map. Samples the
       ``DefaultSampler`` repeats to make the dataset divisible by the world size are counted once.
     - The state is saved in every checkpoint (key ``'class_prompt_mapping'``) and restored on
@@ -146,6 +151,20 @@ class ClassPromptMappingHook(Hook):
         interval (int, optional): Re-cluster every ``interval`` epochs (epoch-based loops) or
             iterations (iteration-based loops). Defaults to None: every epoch, or every
             ``ceil(len(dataset) / (batch_size * world_size))`` iterations.
+        first_update (int, optional): The epoch (iteration, for iteration-based loops) at
+            whose end the first re-clustering happens, at the earliest after one full
+            ``interval``; None never re-clusters (the initial map is kept: the authors'
+            ``dynamic_kmeans: 0``). The authors' ``dynamic_kmeans: 10`` is
+            ``first_update=10``. Defaults to 1.
+        empty_cluster (str): ``'reseed'``: after every clustering an empty prompt takes the
+            class farthest from its centroid in the largest group, so with C >= M every prompt
+            holds at least one class; ``'keep'``: an empty prompt keeps its centroid and can
+            stay empty (the authors' code). Defaults to ``'reseed'``.
+        balanced (bool): Every prompt holds floor(C/M) or ceil(C/M) classes (a minimum-cost
+            assignment of classes to prompt slots). Defaults to False (the paper's k-means).
+        warm_start (str): ``'anchored'``: updates start from the means of the current class
+            features under the previous map; ``'centroids'``: from the previous centroids (the
+            authors' code). Defaults to ``'anchored'``.
         seed (int): Seed of the per-class sample choice and of k-means. Defaults to 0.
         n_init (int): k-means++ initializations of the initial clustering. Defaults to 10.
         max_iter (int): Maximum Lloyd iterations. Defaults to 300.
@@ -165,6 +184,10 @@ class ClassPromptMappingHook(Hook):
     def __init__(self,
                  samples_per_class: Optional[int] = 10,
                  interval: Optional[int] = None,
+                 first_update: Optional[int] = 1,
+                 empty_cluster: str = 'reseed',
+                 balanced: bool = False,
+                 warm_start: str = 'anchored',
                  seed: int = 0,
                  n_init: int = 10,
                  max_iter: int = 300,
@@ -174,37 +197,28 @@ class ClassPromptMappingHook(Hook):
                  num_workers: Optional[int] = None,
                  pipeline: Optional[List[dict]] = None) -> None:
         for name, value in (('samples_per_class', samples_per_class), ('interval', interval),
-                            ('batch_size', batch_size)):
+                            ('first_update', first_update), ('batch_size', batch_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ValueError(f'{name} must be None or an int >= 1, got {value!r}')
         if n_init < 1 or max_iter < 1:
             raise ValueError(f'n_init and max_iter must be >= 1, got {n_init} and {max_iter}')
-        if metric not in KMEANS_METRICS:
-            raise ValueError(f'metric must be one of {KMEANS_METRICS}, got {metric!r}')
+        check_options(metric, empty_cluster, warm_start)
         if num_workers is not None and num_workers < 0:
             raise ValueError(f'num_workers must be None or >= 0, got {num_workers}')
         self.samples_per_class = samples_per_class
         self.interval = interval
+        self.first_update = first_update
+        self.map_options = dict(metric=metric, empty_cluster=empty_cluster,
+                                balanced=bool(balanced), warm_start=warm_start, seed=int(seed),
+                                n_init=int(n_init), max_iter=int(max_iter), tol=float(tol))
         self.seed = int(seed)
-        self.n_init = int(n_init)
-        self.max_iter = int(max_iter)
-        self.tol = float(tol)
-        self.metric = metric
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pipeline = pipeline
 
-        #: (C,) CPU LongTensor, the prompt of every class; None before the first map.
-        self.class_to_prompt: Optional[torch.Tensor] = None
-        #: (M, D) float32 centroids; row i belongs to prompt i.
-        self.centroids: Optional[torch.Tensor] = None
-        #: (C, D) float32 normalized mean feature of every class, as last seen.
-        self.class_features: Optional[torch.Tensor] = None
-        #: (C,) bool, the classes that have had a feature.
-        self.has_feature: Optional[torch.Tensor] = None
-        #: Number of maps computed so far (the initial one included).
-        self.num_updates = 0
+        #: The class-to-prompt map; None until the model is known.
+        self.map: Optional[ClassPromptMap] = None
         #: What the last clustering did: when, kmeans_ms, changed, cluster_sizes, class_counts
         #: (samples, or patches for segmentation, per class in the window), unseen.
         self.last_update: Dict = {}
@@ -214,12 +228,11 @@ class ClassPromptMappingHook(Hook):
         self.num_classes = 0
         self.num_prompts = 0
         self.ignore_index = 255
-        self._sums: Optional[torch.Tensor] = None
-        self._counts: Optional[torch.Tensor] = None
         self._epoch_start: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._pending_window: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._by_epoch = True
         self._every = 1
+        self._first = 1
         self._in_epoch = False
         self._batch_idx = 0
         self._offset = 0
@@ -230,61 +243,109 @@ class ClassPromptMappingHook(Hook):
         self._loader_batch = 1
         self._warned_few = False
 
+    # ------------------------------------------------------------------ the map's state
+    @property
+    def class_to_prompt(self) -> Optional[torch.Tensor]:
+        """(C,) CPU LongTensor, the prompt of every class; None before the first map."""
+        return None if self.map is None else self.map.class_to_prompt
+
+    @property
+    def centroids(self) -> Optional[torch.Tensor]:
+        """(M, D) float32 centroids; row i belongs to prompt i."""
+        return None if self.map is None else self.map.centroids
+
+    @property
+    def class_features(self) -> Optional[torch.Tensor]:
+        """(C, D) float32 normalized mean feature of every class, as last seen."""
+        return None if self.map is None else self.map.class_features
+
+    @property
+    def has_feature(self) -> Optional[torch.Tensor]:
+        """(C,) bool, the classes that have had a feature."""
+        return None if self.map is None else self.map.has_feature
+
+    @property
+    def num_updates(self) -> int:
+        """Maps computed so far, the initial one included."""
+        return 0 if self.map is None else self.map.num_updates
+
+    def _new_map(self, runner) -> ClassPromptMap:
+        backbone = get_davpt_backbone(runner.model, WHO)
+        num_prompts = guided_prompt_count(backbone)
+        if num_prompts < 1:
+            raise ValueError(f'{WHO} needs prompts: the backbone has num_prompts=0')
+        return ClassPromptMap(model_num_classes(runner.model), num_prompts,
+                              int(backbone.embed_dims_), **self.map_options)
+
+    def attach(self, model, class_map: ClassPromptMap) -> None:
+        """Accumulate the training forwards' features of ``model`` into ``class_map``'s window.
+
+        ``before_train`` calls it with the initial (or restored) map; a caller without a runner
+        (the benchmark) can call it with a map of its own.
+        """
+        self.map = class_map
+        self.num_classes, self.num_prompts = class_map.num_classes, class_map.num_prompts
+        device = next(get_davpt_backbone(model, WHO).parameters()).device
+        class_map.reset_window(device)
+        self._epoch_start = None
+        add_loss_callback(model, CALLBACK_NAME, self._accumulate)
+
+    def detach(self, model) -> None:
+        """Stop accumulating the features of ``model``."""
+        remove_loss_callback(model, CALLBACK_NAME)
+
     # ------------------------------------------------------------------ hook points
     def before_train(self, runner) -> None:
-        backbone = get_davpt_backbone(runner.model, WHO)
-        self.num_prompts = guided_prompt_count(backbone)
-        if self.num_prompts < 1:
-            raise ValueError(f'{WHO} needs prompts: the backbone has num_prompts=0')
-        self.num_classes = model_num_classes(runner.model)
+        if self.map is None:
+            self.map = self._new_map(runner)
+        self.num_classes, self.num_prompts = self.map.num_classes, self.map.num_prompts
         self.ignore_index = model_ignore_index(runner.model)
         self._rank, self._world_size = dist.get_dist_info()
         self._setup_loop(runner)
-        device = next(backbone.parameters()).device
-        dim = int(backbone.embed_dims_)
         if self.class_to_prompt is None:
-            self._initial_map(runner, device, dim)
+            self._initial_map(runner)
         else:
             print_log(f'{WHO}: using the class-to-prompt map restored from the checkpoint '
                       f'({self.num_updates} updates so far)', logger='current')
             self._warn_few_classes()
-        self._reset_window(device, dim)
+        self.attach(runner.model, self.map)
         if self._pending_window is not None:
             if self._rank == 0:
-                self._sums += self._pending_window[0].to(device)
-                self._counts += self._pending_window[1].to(device)
+                self.map.sums += self._pending_window[0].to(self.map.sums.device)
+                self.map.counts += self._pending_window[1].to(self.map.counts.device)
             self._pending_window = None
-        add_loss_callback(runner.model, CALLBACK_NAME, self._accumulate)
 
     def after_train(self, runner) -> None:
-        remove_loss_callback(runner.model, CALLBACK_NAME)
+        self.detach(runner.model)
 
     def before_train_epoch(self, runner) -> None:
         self._in_epoch = True
-        if self._by_epoch and self._sums is not None:
-            self._epoch_start = (self._sums.clone(), self._counts.clone())
+        if self._by_epoch and self.map is not None and self.map.sums is not None:
+            self._epoch_start = (self.map.sums.clone(), self.map.counts.clone())
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._batch_idx = batch_idx
         self._offset = 0
 
+    def _due(self, tick: int) -> bool:
+        """Whether the map is re-clustered at the end of epoch (iteration) ``tick`` (1-based)."""
+        if self.first_update is None or tick < self._first:
+            return False
+        return (tick - self._first) % self._every == 0
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not self._by_epoch and self.every_n_train_iters(runner, self._every):
+        if not self._by_epoch and self._due(runner.iter + 1):
             self._update(f'iter {runner.iter + 1}')
 
     def after_train_epoch(self, runner) -> None:
         self._in_epoch = False
-        if self._by_epoch and self.every_n_epochs(runner, self._every):
+        if self._by_epoch and self._due(runner.epoch + 1):
             self._update(f'epoch {runner.epoch + 1}')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self.class_to_prompt is None:
+        state = self.map.state_dict() if self.map is not None else {}
+        if not state:
             return
-        state = dict(class_to_prompt=self.class_to_prompt.clone(),
-                     centroids=self.centroids.clone(),
-                     class_features=self.class_features.clone(),
-                     has_feature=self.has_feature.clone(),
-                     num_updates=int(self.num_updates))
         window = self._window_to_save()
         if window is not None:
             state['window_sums'], state['window_counts'] = window
@@ -299,30 +360,16 @@ class ClassPromptMappingHook(Hook):
                           'one is computed before training', logger='current',
                           level=logging.WARNING)
             return
-        backbone = get_davpt_backbone(runner.model, WHO)
-        num_classes = model_num_classes(runner.model)
-        num_prompts = guided_prompt_count(backbone)
-        dim = int(backbone.embed_dims_)
-        mapping = state['class_to_prompt']
-        centroids = state['centroids']
-        if (mapping.dim() != 1 or len(mapping) != num_classes or centroids.dim() != 2
-                or tuple(centroids.shape) != (num_prompts, dim)
-                or int(mapping.max()) >= num_prompts or int(mapping.min()) < 0):
-            message = (f'{WHO}: the checkpoint maps {len(mapping)} classes to '
-                       f'{centroids.shape[0]} prompts of dimension {centroids.shape[-1]}, but '
-                       f'the model has {num_classes} classes and {num_prompts} guided prompts '
-                       f'of dimension {dim}')
+        class_map = self._new_map(runner)
+        problem = class_map.check_state(state)
+        if problem is not None:
             if resuming:
-                raise ValueError(message + '; resume with the same model config')
-            print_log(message + '; a new map is computed before training', logger='current',
-                      level=logging.WARNING)
+                raise ValueError(f'{WHO}: {problem}; resume with the same model config')
+            print_log(f'{WHO}: {problem}; a new map is computed before training',
+                      logger='current', level=logging.WARNING)
             return
-        self.class_to_prompt = mapping.detach().cpu().long().clone()
-        self.centroids = centroids.detach().cpu().float().clone()
-        self.class_features = state['class_features'].detach().cpu().float().clone()
-        self.has_feature = state['has_feature'].detach().cpu().bool().clone()
-        self.num_updates = int(state.get('num_updates', 1))
-        self.num_classes, self.num_prompts = num_classes, num_prompts
+        class_map.load_state_dict(state)
+        self.map = class_map
         if resuming and 'window_sums' in state:
             self._pending_window = (state['window_sums'].detach().cpu().double(),
                                     state['window_counts'].detach().cpu().double())
@@ -345,6 +392,7 @@ class ClassPromptMappingHook(Hook):
         else:
             self._every = max(1, math.ceil(self._dataset_len /
                                            (self._loader_batch * self._world_size)))
+        self._first = max(self.first_update or 1, self._every)
         pads = (isinstance(sampler, DefaultSampler) and sampler.round_up
                 and self._world_size > 1 and sampler.total_size > self._dataset_len)
         self._dedupe = pads and type(loader.batch_sampler) is BatchSampler
@@ -352,14 +400,11 @@ class ClassPromptMappingHook(Hook):
             print_log(f'{WHO}: the training loader uses a custom batch sampler, so the samples '
                       'DefaultSampler repeats to fill the last batch cannot be told apart and '
                       'are counted twice', logger='current', level=logging.WARNING)
-        unit = 'epoch(s)' if self._by_epoch else 'iterations'
-        print_log(f'{WHO}: {self.num_classes} classes -> {self.num_prompts} prompts, '
-                  f're-clustered every {self._every} {unit}', logger='current')
-
-    def _reset_window(self, device: torch.device, dim: int) -> None:
-        self._sums = torch.zeros(self.num_classes, dim, dtype=torch.float64, device=device)
-        self._counts = torch.zeros(self.num_classes, dtype=torch.float64, device=device)
-        self._epoch_start = None
+        unit = 'epoch' if self._by_epoch else 'iteration'
+        when = ('never re-clustered' if self.first_update is None else
+                f're-clustered after {unit} {self._first}, then every {self._every} {unit}(s)')
+        print_log(f'{WHO}: {self.num_classes} classes -> {self.num_prompts} prompts, {when}',
+                  logger='current')
 
     def _window_to_save(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """This rank's part of the current window, as a resumed run will replay it.
@@ -367,14 +412,14 @@ class ClassPromptMappingHook(Hook):
         An epoch-based loop re-runs an interrupted epoch from its start, so a checkpoint saved
         inside an epoch keeps the window as it was when the epoch began.
         """
-        if self._sums is None:
+        if self.map.sums is None:
             return None
         if self._by_epoch and self._in_epoch:
             if self._epoch_start is None:
                 return None
             sums, counts = self._epoch_start
         else:
-            sums, counts = self._sums, self._counts
+            sums, counts = self.map.sums, self.map.counts
         if not bool((counts > 0).any()):
             return None
         return sums.detach().cpu().clone(), counts.detach().cpu().clone()
@@ -394,18 +439,6 @@ class ClassPromptMappingHook(Hook):
             feats = taps.cls_final if taps.cls_final is not None else taps.patch_final.mean(1)
         return feats.detach(), labels.to(feats.device)
 
-    @staticmethod
-    def _add(sums: torch.Tensor, counts: torch.Tensor, feats: torch.Tensor,
-             labels: torch.Tensor) -> None:
-        # Unlabelled rows (-1) are added with weight 0: no boolean indexing, which would read
-        # the mask on the host (a synchronization on an accelerator) at every step.
-        labels = labels.reshape(-1).to(sums.device)
-        keep = labels >= 0
-        feats = feats.reshape(labels.numel(), -1).to(sums.device, torch.float64)
-        feats = torch.where(keep[:, None], feats, 0.0)  # not 0 * x: x may be NaN
-        sums.index_add_(0, labels.clamp(min=0), feats)
-        counts.index_add_(0, labels.clamp(min=0), keep.to(torch.float64))
-
     def _accumulate(self, model, inputs, data_samples, losses: dict) -> None:
         """Loss callback: add the detached final features of one training forward."""
         feats, labels = self._features(model.backbone.taps, data_samples)
@@ -418,7 +451,7 @@ class ClassPromptMappingHook(Hook):
             padded = self._rank + position * self._world_size >= self._dataset_len
             padded = padded.reshape(-1, *([1] * (labels.dim() - 1)))
             labels = torch.where(padded, torch.full_like(labels, -1), labels)
-        self._add(self._sums, self._counts, feats, labels)
+        self.map.add(feats, labels)
 
     # ------------------------------------------------------------------ initial pass
     def _loader_cfg(self, runner) -> Optional[dict]:
@@ -548,7 +581,7 @@ class ClassPromptMappingHook(Hook):
                         backbone(data['inputs'])
                         feats, labels = self._features(backbone.taps, data['data_samples'])
                         labels = self._apply_quota(labels, served, quota)
-                        self._add(sums, counts, feats, labels)
+                        ClassPromptMap.add_to(sums, counts, feats, labels)
                     size = len(data_batch['data_samples'])
                     done += size
                     if bar is not None:
@@ -565,75 +598,54 @@ class ClassPromptMappingHook(Hook):
                   logger='current')
         return sums, counts
 
-    def _initial_map(self, runner, device: torch.device, dim: int) -> None:
-        sums, counts = self._pass(runner, device, dim)
+    def _initial_map(self, runner) -> None:
+        device = next(unwrap_model(runner.model).backbone.parameters()).device
+        sums, counts = self._pass(runner, device, self.map.dim)
         dist.all_reduce(sums, op='sum')
         dist.all_reduce(counts, op='sum')
         result = None
         if self._rank == 0:
-            counts_cpu = counts.cpu()
-            valid = counts_cpu > 0
-            means = sums.cpu() / counts_cpu.clamp(min=1)[:, None]
-            features = torch.from_numpy(normalize_rows(means.numpy()))
-            result = initial_class_map(features.numpy(), self.num_prompts, valid=valid.numpy(),
-                                       seed=self.seed, n_init=self.n_init,
-                                       max_iter=self.max_iter, tol=self.tol,
-                                       metric=self.metric)
-            self.class_features = features.float()
-            self.has_feature = valid
-            unseen = torch.nonzero(~valid).flatten().tolist()
+            result = self.map.initialize(sums, counts)
+            unseen = torch.nonzero(counts.cpu() == 0).flatten().tolist()
             if unseen:
                 print_log(f'{WHO}: classes {unseen} have no sample in the training set; they '
                           'keep a fixed prompt until they are seen', logger='current',
                           level=logging.WARNING)
-        self._share(result, dim)
+        self._share()
         self._warn_few_classes()
         self._log('initial', result, None, counts.cpu())
 
     # ------------------------------------------------------------------ updates
     def _update(self, when: str) -> None:
-        """All-reduce the window, re-cluster on rank 0 warm-started, broadcast, log."""
-        dim = self._sums.shape[1]
-        dist.all_reduce(self._sums, op='sum')
-        dist.all_reduce(self._counts, op='sum')
-        counts = self._counts.cpu()
-        previous = self.class_to_prompt.clone()
-        result = None
-        if self._rank == 0:
-            seen = counts > 0
-            features = self.class_features.double().clone()
-            means = self._sums.cpu()[seen] / counts[seen, None]
-            features[seen] = torch.from_numpy(normalize_rows(means.numpy()))
-            has_feature = self.has_feature | seen
-            result = update_class_map(features.numpy(), previous.numpy(),
-                                      self.centroids.double().numpy(),
-                                      valid=has_feature.numpy(), keep=(~seen).numpy(),
-                                      max_iter=self.max_iter, tol=self.tol, metric=self.metric)
-            self.class_features = features.float()
-            self.has_feature = has_feature
-        self._share(result, dim)
+        """All-reduce the window, re-cluster on rank 0, broadcast, log, start a new window."""
+        class_map = self.map
+        dist.all_reduce(class_map.sums, op='sum')
+        dist.all_reduce(class_map.counts, op='sum')
+        counts = class_map.counts.cpu()
+        previous = class_map.class_to_prompt.clone()
+        result = class_map.update() if self._rank == 0 else None
+        self._share()
         self._log(when, result, previous, counts)
-        self._reset_window(self._sums.device, dim)
+        class_map.reset_window(class_map.sums.device)
+        self._epoch_start = None
 
-    def _share(self, result: Optional[ClassMap], dim: int) -> None:
+    def _share(self) -> None:
         """Rank 0's map, centroids and class features, on every rank (CPU tensors)."""
+        if self._world_size == 1:
+            return
+        class_map = self.map
         if self._rank == 0:
-            mapping = torch.from_numpy(result.class_to_prompt).long()
-            centroids = torch.from_numpy(result.centroids).float()
-            features = self.class_features.float()
-            has_feature = self.has_feature.long()
+            tensors = (class_map.class_to_prompt.clone(), class_map.centroids.clone(),
+                       class_map.class_features.clone(), class_map.has_feature.long())
         else:
-            mapping = torch.zeros(self.num_classes, dtype=torch.long)
-            centroids = torch.zeros(self.num_prompts, dim, dtype=torch.float32)
-            features = torch.zeros(self.num_classes, dim, dtype=torch.float32)
-            has_feature = torch.zeros(self.num_classes, dtype=torch.long)
-        for tensor in (mapping, centroids, features, has_feature):
+            tensors = (torch.zeros(class_map.num_classes, dtype=torch.long),
+                       torch.zeros(class_map.num_prompts, class_map.dim, dtype=torch.float32),
+                       torch.zeros(class_map.num_classes, class_map.dim, dtype=torch.float32),
+                       torch.zeros(class_map.num_classes, dtype=torch.long))
+        for tensor in tensors:
             dist.broadcast(tensor, src=0)
-        self.class_to_prompt = mapping
-        self.centroids = centroids
-        self.class_features = features
-        self.has_feature = has_feature.bool()
-        self.num_updates += 1
+        if self._rank != 0:
+            class_map.set_state(*tensors)
 
     def _warn_few_classes(self) -> None:
         if self.num_classes < self.num_prompts and not self._warned_few:
@@ -644,7 +656,7 @@ class ClassPromptMappingHook(Hook):
 
     def _log(self, when: str, result: Optional[ClassMap], previous: Optional[torch.Tensor],
              counts: torch.Tensor) -> None:
-        sizes = cluster_sizes(self.class_to_prompt.numpy(), self.num_prompts).tolist()
+        sizes = self.map.cluster_sizes()
         changed = (int((self.class_to_prompt != previous).sum())
                    if previous is not None else self.num_classes)
         kmeans_ms = result.elapsed_ms if result is not None else float('nan')

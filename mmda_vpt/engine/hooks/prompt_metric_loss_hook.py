@@ -66,6 +66,15 @@ class PromptMetricLossHook(Hook):
             block-input patch tokens (authors' code). Defaults to ``'attn'``.
         patch_topk (int, optional): Keep only the k patches per image with the largest
             post-attention norm. Defaults to None (all patches).
+        proxy_scale (float): The authors' ``loss_vpt_scale_ratio``: the normalized proxies are
+            multiplied by it, so the effective Proxy-Anchor scale is ``alpha * proxy_scale``
+            and the effective margin ``margin / proxy_scale``. Defaults to 1.0 (Eq. 4).
+        log_grad_norms (int, optional): Every ``log_grad_norms`` iterations, log the norm of
+            the gradient of each loss term (``ce``: the model's own losses; ``ml_patch``;
+            ``ml_cls``, weighted as optimized) on the prompts of each guided layer
+            (``train/grad_norm/<term>/layer<i>``) and of the cross-entropy on the head's
+            trainable parameters (``train/grad_norm/ce/head``). Each logged step costs one
+            extra backward per term. Defaults to None (off).
     """
 
     priority = 'NORMAL'
@@ -78,13 +87,19 @@ class PromptMetricLossHook(Hook):
                  pos_reduction: str = 'with_positives',
                  prompt_tap: str = 'query',
                  patch_tap: str = 'attn',
-                 patch_topk: Optional[int] = None) -> None:
+                 patch_topk: Optional[int] = None,
+                 proxy_scale: float = 1.0,
+                 log_grad_norms: Optional[int] = None) -> None:
         if prompt_tap not in PROMPT_TAPS:
             raise ValueError(f'prompt_tap must be one of {PROMPT_TAPS}, got {prompt_tap!r}')
         if patch_tap not in PATCH_TAPS:
             raise ValueError(f'patch_tap must be one of {PATCH_TAPS}, got {patch_tap!r}')
         if patch_topk is not None and patch_topk < 1:
             raise ValueError(f'patch_topk must be None or >= 1, got {patch_topk}')
+        if log_grad_norms is not None and (isinstance(log_grad_norms, bool)
+                                           or not isinstance(log_grad_norms, int)
+                                           or log_grad_norms < 1):
+            raise ValueError(f'log_grad_norms must be None or an int >= 1, got {log_grad_norms!r}')
         if beta < 0 or lam < 0:
             raise ValueError(f'beta and lam must be >= 0, got {beta} and {lam}')
         self.beta = float(beta)
@@ -93,8 +108,13 @@ class PromptMetricLossHook(Hook):
         self.patch_tap = patch_tap
         self.patch_topk = patch_topk
         self.loss = PromptProxyAnchorLoss(margin=margin, alpha=alpha,
-                                          pos_reduction=pos_reduction)
+                                          pos_reduction=pos_reduction, proxy_scale=proxy_scale)
+        self.log_grad_norms = log_grad_norms
+        #: The gradient norms of the last logged step: {'ce/layer4': ..., 'ce/head': ...}.
+        self.grad_norms: Dict[str, float] = {}
         self.mapping_hook = None
+        self._message_hub = None
+        self._iter = 0
         self.num_classes = 0
         self.ignore_index = 255
         self._warned_fallback = False
@@ -112,7 +132,11 @@ class PromptMetricLossHook(Hook):
         self.mapping_hook = next((h for h in runner.hooks
                                   if type(h).__name__ == 'ClassPromptMappingHook'), None)
         add_loss_callback(runner.model, 'prompt_metric_loss', self._add_losses)
+        self._message_hub = getattr(runner, 'message_hub', None)
         log_trainable_params(runner.model)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._iter = runner.iter
 
     def after_train(self, runner) -> None:
         remove_loss_callback(runner.model, 'prompt_metric_loss')
@@ -213,3 +237,32 @@ class PromptMetricLossHook(Hook):
             # 'loss' overwrites it in the log (not in the optimized sum).
             losses['loss_cls'] = losses.pop('loss')
         losses.update(self.compute(model.backbone, data_samples))
+        if self.log_grad_norms and (self._iter + 1) % self.log_grad_norms == 0:
+            self._log_grad_norms(model, losses)
+
+    def _log_grad_norms(self, model, losses: dict) -> None:
+        """Norms of each term's gradient on the guided prompts and of the CE's on the head."""
+        backbone = model.backbone
+        prompts = [backbone.prompts[str(layer)] for layer in backbone.guided_layers]
+        head = getattr(model, 'head', None) or getattr(model, 'decode_head', None)
+        head_params = [p for p in head.parameters() if p.requires_grad] if head else []
+        ce = [v for k, v in losses.items() if 'loss' in k and not k.startswith('loss_ml_')
+              and isinstance(v, torch.Tensor) and v.requires_grad]
+        terms = dict(ce=sum(v.sum() for v in ce) if ce else None,
+                     ml_patch=losses['loss_ml_patch'], ml_cls=losses['loss_ml_cls'])
+        norms = {}
+        for name, term in terms.items():
+            if term is None or not term.requires_grad:
+                continue
+            targets = prompts + (head_params if name == 'ce' else [])
+            grads = torch.autograd.grad(term, targets, retain_graph=True, allow_unused=True)
+            for layer, grad in zip(backbone.guided_layers, grads):
+                norms[f'{name}/layer{layer}'] = 0.0 if grad is None else float(grad.norm())
+            if name == 'ce' and head_params:
+                head_grads = [g for g in grads[len(prompts):] if g is not None]
+                norms['ce/head'] = float(torch.stack([g.norm() for g in head_grads]).norm()) \
+                    if head_grads else 0.0
+        self.grad_norms = norms
+        if self._message_hub is not None:
+            for key, value in norms.items():
+                self._message_hub.update_scalar(f'train/grad_norm/{key}', value)

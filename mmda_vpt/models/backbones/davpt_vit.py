@@ -35,6 +35,11 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
             layer and the LayerNorms (the authors' code). Defaults to None.
         learnable_cls_token (bool): Whether the CLS token trains. Defaults to False.
         with_cp (bool): Activation checkpointing of the blocks in training. Defaults to False.
+        frozen_drop_path_rate (float): Drop-path (stochastic depth) on the residual branches of
+            the frozen blocks in training, rising linearly over the depth from 0 to this rate
+            (the authors run their frozen backbone so); the weights stay frozen. The host's own
+            ``drop_path_rate`` stays inert (VPT keeps the frozen encoder in eval mode).
+            Defaults to 0.0 (off).
         **kwargs: mmpretrain ``VisionTransformer`` arguments.
     """
 
@@ -48,6 +53,7 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
                  bias_tune: Optional[str] = None,
                  learnable_cls_token: bool = False,
                  with_cp: bool = False,
+                 frozen_drop_path_rate: float = 0.0,
                  **kwargs) -> None:
         arch = kwargs.get('arch', args[0] if args else 'base')
         if isinstance(arch, str) and arch.lower() not in self.arch_zoo:
@@ -71,7 +77,8 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
             prompt_init=prompt_init,
             bias_tune=bias_tune,
             learnable_cls_token=learnable_cls_token,
-            with_cp=with_cp)
+            with_cp=with_cp,
+            frozen_drop_path_rate=frozen_drop_path_rate)
 
     def _block_parts(self, layer: nn.Module) -> BlockParts:
         attn = layer.attn

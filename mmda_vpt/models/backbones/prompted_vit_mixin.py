@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn.bricks.drop import drop_path
 from mmengine.logging import print_log
 from torch.utils.checkpoint import checkpoint
 
@@ -91,7 +92,8 @@ class PromptedViTMixin:
                       prompt_init: str = 'uniform',
                       bias_tune: Optional[str] = None,
                       learnable_cls_token: bool = False,
-                      with_cp: bool = False) -> None:
+                      with_cp: bool = False,
+                      frozen_drop_path_rate: float = 0.0) -> None:
         """Create the prompts and the tuned biases, then freeze everything else."""
         if isinstance(num_prompts, bool) or not isinstance(num_prompts, int) or num_prompts < 0:
             raise ValueError(f'num_prompts must be a non-negative int, got {num_prompts!r}')
@@ -107,6 +109,9 @@ class PromptedViTMixin:
             raise ValueError(f'bias_tune must be one of {BIAS_TUNE_MODES}, got {bias_tune!r}')
         if not 0.0 <= prompt_dropout < 1.0:
             raise ValueError(f'prompt_dropout must be in [0, 1), got {prompt_dropout}')
+        if not 0.0 <= frozen_drop_path_rate < 1.0:
+            raise ValueError('frozen_drop_path_rate must be in [0, 1), got '
+                             f'{frozen_drop_path_rate}')
         if isinstance(guided_layers, int):
             guided_layers = (guided_layers, )
         resolved = []
@@ -130,6 +135,9 @@ class PromptedViTMixin:
         self.bias_tune = bias_tune
         self.learnable_cls_token = learnable_cls_token
         self.with_cp = with_cp
+        # Stochastic depth of the frozen blocks, rising linearly over the depth (as timm's).
+        self.frozen_drop_path_rates = tuple(
+            float(r) for r in torch.linspace(0, frozen_drop_path_rate, num_layers))
         self.record_taps = True
         self._force_taps = False
         self.taps: Optional[PromptTaps] = None
@@ -385,6 +393,12 @@ class PromptedViTMixin:
             cls_query = (qkv[:, 0, :dim].clone()
                          if self.num_prefix_tokens > 0 else x.new_zeros(0))
             taps = (prompt_query, prompt_raw, out[:, start:], x[:, start:], cls_query)
+        rate = self.frozen_drop_path_rates[index] if self.training else 0.0
+        if rate > 0:
+            x = x + drop_path(parts.layer_scale(parts.proj(out)), rate, True)
+            # The FFN adds its identity; a zero identity gives its branch alone.
+            x = x + drop_path(parts.ffn(parts.norm2(x), identity=x.new_zeros(())), rate, True)
+            return x, taps
         x = x + parts.layer_scale(parts.proj(out))
         x = parts.ffn(parts.norm2(x), identity=x)
         return x, taps

@@ -26,17 +26,24 @@ class PromptProxyAnchorLoss(nn.Module):
             that have a positive sample in the batch (the paper's Eq. 4 and the original loss);
             ``'all'`` over all M prompts (the authors' released code).
             Defaults to ``'with_positives'``.
+        proxy_scale (float): The normalized proxies are multiplied by it before the similarity
+            (the authors' ``loss_vpt_scale_ratio``): ``cos`` above becomes ``s * cos``, so the
+            effective scale is ``alpha * s`` and the effective margin ``delta / s``.
+            Defaults to 1.0 (the paper's Eq. 4).
     """
 
     def __init__(self, margin: float = 0.1, alpha: float = 32.0,
-                 pos_reduction: str = 'with_positives') -> None:
+                 pos_reduction: str = 'with_positives', proxy_scale: float = 1.0) -> None:
         super().__init__()
         if pos_reduction not in POS_REDUCTIONS:
             raise ValueError(f'pos_reduction must be one of {POS_REDUCTIONS}, '
                              f'got {pos_reduction!r}')
+        if not proxy_scale > 0:
+            raise ValueError(f'proxy_scale must be > 0, got {proxy_scale}')
         self.margin = float(margin)
         self.alpha = float(alpha)
         self.pos_reduction = pos_reduction
+        self.proxy_scale = float(proxy_scale)
 
     @staticmethod
     def _log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -75,7 +82,7 @@ class PromptProxyAnchorLoss(nn.Module):
                 raise ValueError(f'labels must be in [0, {num_proxies}) (or -1 to leave a '
                                  f'sample out), got values from {low} to {high}')
         with torch.autocast(device_type=proxies.device.type, enabled=False):
-            proxies = F.normalize(proxies.float(), dim=1)
+            proxies = F.normalize(proxies.float(), dim=1) * self.proxy_scale
             if samples.shape[0] == 0:
                 return (proxies.sum() + samples.float().sum()) * 0.0
             labelled = labels >= 0

@@ -1,0 +1,210 @@
+"""The class-to-prompt map of DA-VPT: its state, its feature window and its k-means updates.
+
+:class:`ClassPromptMap` holds what the map is at any time (the prompt of every class, the
+centroids, the last mean feature of every class) and the window of features summed since the
+last update, and computes the initial map and every update with the functions of
+:mod:`mmda_vpt.utils.class_kmeans`. It knows no runner and no ranks:
+:class:`~mmda_vpt.engine.hooks.ClassPromptMappingHook` feeds it features, sums its window over
+the ranks and shares rank 0's result.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .class_kmeans import (EMPTY_CLUSTER_MODES, KMEANS_METRICS, ClassMap, cluster_sizes,
+                           initial_class_map, normalize_rows, update_class_map)
+
+__all__ = ['ClassPromptMap', 'WARM_STARTS']
+
+#: How an update starts: from the previous groups on the current features, or from the
+#: previous centroids (the authors' code).
+WARM_STARTS = ('anchored', 'centroids')
+
+
+class ClassPromptMap:
+    """C classes grouped onto M prompts by k-means of their mean features.
+
+    Args:
+        num_classes (int): C.
+        num_prompts (int): M, the prompts of the guided layers.
+        dim (int): Feature dimension D.
+        metric (str): ``'euclidean'`` (the paper) or ``'cosine'`` (the authors' code).
+            Defaults to ``'euclidean'``.
+        empty_cluster (str): ``'reseed'``: after every clustering an empty prompt takes the
+            class farthest from its centroid in the largest group, so with C >= M every prompt
+            holds a class; ``'keep'``: an empty prompt keeps its centroid and may stay empty
+            (the authors' code). Defaults to ``'reseed'``.
+        balanced (bool): Every prompt holds floor(C/M) or ceil(C/M) classes (a minimum-cost
+            assignment of classes to prompt slots). Defaults to False (the paper's k-means).
+        warm_start (str): ``'anchored'``: an update starts from the means of the current class
+            features under the previous map; ``'centroids'``: from the previous centroids (the
+            authors' code). Defaults to ``'anchored'``.
+        seed (int): Seed of the initial k-means. Defaults to 0.
+        n_init (int): k-means++ initializations of the initial map. Defaults to 10.
+        max_iter (int): Maximum Lloyd iterations. Defaults to 300.
+        tol (float): k-means tolerance, as scikit-learn's. Defaults to 1e-4.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 num_prompts: int,
+                 dim: int,
+                 metric: str = 'euclidean',
+                 empty_cluster: str = 'reseed',
+                 balanced: bool = False,
+                 warm_start: str = 'anchored',
+                 seed: int = 0,
+                 n_init: int = 10,
+                 max_iter: int = 300,
+                 tol: float = 1e-4) -> None:
+        check_options(metric, empty_cluster, warm_start)
+        self.num_classes = int(num_classes)
+        self.num_prompts = int(num_prompts)
+        self.dim = int(dim)
+        self.metric = metric
+        self.empty_cluster = empty_cluster
+        self.balanced = bool(balanced)
+        self.warm_start = warm_start
+        self.seed = int(seed)
+        self.n_init = int(n_init)
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        #: (C,) CPU LongTensor, the prompt of every class; None before the first map.
+        self.class_to_prompt: Optional[torch.Tensor] = None
+        #: (M, D) float32 centroids; row i belongs to prompt i.
+        self.centroids: Optional[torch.Tensor] = None
+        #: (C, D) float32 normalized mean feature of every class, as last seen.
+        self.class_features: Optional[torch.Tensor] = None
+        #: (C,) bool, the classes that have had a feature.
+        self.has_feature: Optional[torch.Tensor] = None
+        #: Number of maps computed so far (the initial one included).
+        self.num_updates = 0
+        #: The window: per-class feature sums (C, D) and counts (C,), float64.
+        self.sums: Optional[torch.Tensor] = None
+        self.counts: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ the window
+    def reset_window(self, device: torch.device = torch.device('cpu')) -> None:
+        """Start an empty window on ``device``."""
+        self.sums = torch.zeros(self.num_classes, self.dim, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(self.num_classes, dtype=torch.float64, device=device)
+
+    @staticmethod
+    def add_to(sums: torch.Tensor, counts: torch.Tensor, feats: torch.Tensor,
+               labels: torch.Tensor) -> None:
+        """Add features (n, D) of classes ``labels`` (n,) to per-class sums; -1 rows are left out.
+
+        Unlabelled rows are added with weight 0: no boolean indexing, which would read the mask
+        on the host (a synchronization on an accelerator) at every step.
+        """
+        labels = labels.reshape(-1).to(sums.device)
+        keep = labels >= 0
+        feats = feats.reshape(labels.numel(), -1).to(sums.device, torch.float64)
+        feats = torch.where(keep[:, None], feats, 0.0)  # not 0 * x: x may be NaN
+        sums.index_add_(0, labels.clamp(min=0), feats)
+        counts.index_add_(0, labels.clamp(min=0), keep.to(torch.float64))
+
+    def add(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add detached features of a training forward to the window."""
+        self.add_to(self.sums, self.counts, feats.detach(), labels)
+
+    # ------------------------------------------------------------------ clustering
+    def _options(self) -> dict:
+        return dict(max_iter=self.max_iter, tol=self.tol, metric=self.metric,
+                    empty_cluster=self.empty_cluster, balanced=self.balanced)
+
+    def initialize(self, sums: torch.Tensor, counts: torch.Tensor) -> ClassMap:
+        """The first map from per-class feature sums and counts (classes without one: c mod M)."""
+        counts = counts.detach().cpu().double()
+        valid = counts > 0
+        means = sums.detach().cpu().double() / counts.clamp(min=1)[:, None]
+        features = normalize_rows(means.numpy())
+        result = initial_class_map(features, self.num_prompts, valid=valid.numpy(),
+                                   seed=self.seed, n_init=self.n_init, **self._options())
+        self.class_features = torch.from_numpy(features).float()
+        self.has_feature = valid
+        self._take(result)
+        return result
+
+    def update(self) -> ClassMap:
+        """Re-cluster with the window's mean features; classes unseen in it keep their prompt
+        and their last feature. The window is not cleared (:meth:`reset_window`)."""
+        counts = self.counts.detach().cpu()
+        seen = counts > 0
+        features = self.class_features.double().clone()
+        means = self.sums.detach().cpu()[seen] / counts[seen, None]
+        features[seen] = torch.from_numpy(normalize_rows(means.numpy()))
+        has_feature = self.has_feature | seen
+        result = update_class_map(features.numpy(), self.class_to_prompt.numpy(),
+                                  self.centroids.double().numpy(), valid=has_feature.numpy(),
+                                  keep=(~seen).numpy(),
+                                  anchor=self.warm_start == 'anchored', **self._options())
+        self.class_features = features.float()
+        self.has_feature = has_feature
+        self._take(result)
+        return result
+
+    def _take(self, result: ClassMap) -> None:
+        self.class_to_prompt = torch.from_numpy(result.class_to_prompt).long()
+        self.centroids = torch.from_numpy(result.centroids).float()
+        self.num_updates += 1
+
+    def set_state(self, class_to_prompt: torch.Tensor, centroids: torch.Tensor,
+                  class_features: torch.Tensor, has_feature: torch.Tensor,
+                  num_updates: Optional[int] = None) -> None:
+        """Take a map computed elsewhere (rank 0's, broadcast); counts as one more map unless
+        ``num_updates`` is given."""
+        self.class_to_prompt = class_to_prompt.detach().cpu().long().clone()
+        self.centroids = centroids.detach().cpu().float().clone()
+        self.class_features = class_features.detach().cpu().float().clone()
+        self.has_feature = has_feature.detach().cpu().bool().clone()
+        self.num_updates = self.num_updates + 1 if num_updates is None else int(num_updates)
+
+    def cluster_sizes(self) -> list:
+        """Classes of every prompt, as a list of M ints."""
+        return cluster_sizes(self.class_to_prompt.numpy(), self.num_prompts).tolist()
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The map (no window) as CPU tensors; empty before the first map."""
+        if self.class_to_prompt is None:
+            return {}
+        return dict(class_to_prompt=self.class_to_prompt.clone(),
+                    centroids=self.centroids.clone(),
+                    class_features=self.class_features.clone(),
+                    has_feature=self.has_feature.clone(),
+                    num_updates=int(self.num_updates))
+
+    def check_state(self, state: dict) -> Optional[str]:
+        """Why ``state`` does not fit this map (a sentence), or None when it fits."""
+        mapping, centroids = state['class_to_prompt'], state['centroids']
+        if (mapping.dim() == 1 and len(mapping) == self.num_classes and centroids.dim() == 2
+                and tuple(centroids.shape) == (self.num_prompts, self.dim)
+                and int(mapping.min()) >= 0 and int(mapping.max()) < self.num_prompts):
+            return None
+        return (f'the checkpoint maps {len(mapping)} classes to {centroids.shape[0]} prompts '
+                f'of dimension {centroids.shape[-1]}, but the model has {self.num_classes} '
+                f'classes and {self.num_prompts} guided prompts of dimension {self.dim}')
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (checkpoints of earlier versions included)."""
+        problem = self.check_state(state)
+        if problem is not None:
+            raise ValueError(problem)
+        self.set_state(state['class_to_prompt'], state['centroids'], state['class_features'],
+                       state['has_feature'], num_updates=int(state.get('num_updates', 1)))
+
+    def window(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """A CPU copy of the window, or None when it is empty."""
+        if self.sums is None or not bool((self.counts > 0).any()):
+            return None
+        return self.sums.detach().cpu().clone(), self.counts.detach().cpu().clone()
+
+
+def check_options(metric: str, empty_cluster: str, warm_start: str) -> None:
+    """Raise a ValueError naming the first option outside its choices."""
+    for name, value, choices in (('metric', metric, KMEANS_METRICS),
+                                 ('empty_cluster', empty_cluster, EMPTY_CLUSTER_MODES),
+                                 ('warm_start', warm_start, WARM_STARTS)):
+        if value not in choices:
+            raise ValueError(f'{name} must be one of {choices}, got {value!r}')
