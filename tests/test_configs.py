@@ -9,6 +9,7 @@ real DA-VPT hooks, shrunk through ``--cfg-options``-style overrides (``merge_fro
 import copy
 import gc
 import glob
+import hashlib
 import importlib.util
 import json
 import logging
@@ -316,7 +317,10 @@ class TestConfigContents(TestCase):
                     self.assertNotIn('num_prompts', backbone)
 
     def test_authors_settings(self):
-        """The settings reference-numbers.md gives, in every backbone's DA-VPT(+) configs."""
+        """The settings reference-numbers.md gives, in the IN-21k DA-VPT(+) configs.
+
+        An independent source for four rows of the authors' table (TestAuthorsCalibration checks
+        every row)."""
         expected = {
             'cub': ((10, 11), 10, 10, 0.05, 0.05),
             'nabirds': ((9, 10, 11), 10, 5, 0.01, 0.2),
@@ -327,7 +331,7 @@ class TestConfigContents(TestCase):
         for path in CONFIGS:
             match = LONG_NAME.match(osp.basename(path))
             if match is None or match['method'] not in ('davpt', 'davpt-plus') \
-                    or match['dataset'] not in expected:
+                    or match['dataset'] not in expected or match['backbone'] != 'vit-b16-in21k':
                 continue
             cfg = load_config(path)
             loss_hook = next(h for h in cfg.custom_hooks if h.type == 'PromptMetricLossHook')
@@ -341,7 +345,7 @@ class TestConfigContents(TestCase):
                 mapping = next(h for h in cfg.custom_hooks if h.type == 'ClassPromptMappingHook')
                 self.assertEqual((mapping.samples_per_class, mapping.interval), (10, None))
             seen += 1
-        self.assertEqual(seen, 4 * 2 * 3)
+        self.assertEqual(seen, 4 * 2)
 
     def test_backbones(self):
         checkpoints = {'in21k': 'checkpoints/vit-b16_in21k.pth',
@@ -356,7 +360,10 @@ class TestConfigContents(TestCase):
             with self.subTest(config=path):
                 self.assertEqual((backbone.arch, backbone.img_size, backbone.patch_size),
                                  ('b', 224, 16))
-                self.assertEqual((backbone.out_type, backbone.final_norm), ('cls_token', True))
+                # DA-VPT on MAE: the mean of the patch tokens (the authors' global pooling).
+                pooled = match['backbone'] == 'vit-b16-mae' and match['method'].startswith('davpt')
+                self.assertEqual((backbone.out_type, backbone.final_norm),
+                                 ('avg_featmap' if pooled else 'cls_token', True))
                 self.assertEqual(backbone.init_cfg.checkpoint,
                                  checkpoints[match['backbone'].split('-')[-1]])
 
@@ -399,6 +406,228 @@ class TestConfigContents(TestCase):
         self.assertEqual(seen, 16)
 
 
+# ----------------------------------------------------------------------------- authors' table
+AUTHORS_CSV = osp.join(ROOT, 'tools', 'authors_hyperparameters.csv')
+# SHA-256 of the table's header and rows (comment lines excluded): a row edited in the CSV fails
+# here, and only an edit of the digest as well (with a reason in the commit) makes it pass.
+AUTHORS_TABLE_SHA256 = '9cfb747de127748e94203ec166d8a10ed5eea9d24db3d40cc9ccf652b7e70b0c'
+# The tasks the authors released no config for, per backbone (their 61 files cover the rest).
+TASKS_WITHOUT_FILE = {(backbone, f'vtab-{task}') for backbone in ('in21k', 'mae', 'mocov3')
+                      for task in ('kitti', 'sun397', 'svhn')}
+TASKS_WITHOUT_FILE |= {('mae', 'vtab-pets'), ('mocov3', 'vtab-retinopathy')}
+# The authors' params.py defaults (README: a key a file does not set takes them).
+PARAMS_PY = dict(lr=1e-3, wd=0.01, wd_head=3.0, P=20, M=10, guided=(11, ), beta=0.0, lam=0.0,
+                 scale=1.0, drop_path=0.0, kmeans_from=0)
+
+
+def _table_rows() -> List[Dict[str, str]]:
+    with open(AUTHORS_CSV, encoding='utf-8') as f:
+        data = [line for line in f.read().splitlines() if line and not line.startswith('#')]
+    header = data[0].split(',')
+    return [dict(zip(header, line.split(','), strict=True)) for line in data[1:]]
+
+
+def _table_value(key: str, text: str):
+    """A cell as the README's rules read it: empty -> params.py default, [x] -> x."""
+    text = text.strip('[]')
+    if not text:
+        return PARAMS_PY[key]
+    if key == 'guided':
+        bounds = [int(b) for b in text.split('-')]
+        return tuple(range(bounds[0], bounds[-1] + 1))
+    if key == 'sampler':
+        return text == 'true'
+    return int(text) if key in ('P', 'M', 'kmeans_from') else float(text)
+
+
+def _mode(values: list, default):
+    """Most common; a tie goes to the params.py default if tied, else the smallest."""
+    best = max(values.count(v) for v in values)
+    tied = sorted({v for v in values if values.count(v) == best})
+    return default if len(tied) > 1 and default in tied else tied[0]
+
+
+def expected_settings() -> Dict[tuple, dict]:
+    """(backbone, task) -> the setting the README's rules give, read here from the CSV alone."""
+    keys = ('lr', 'wd', 'wd_head', 'P', 'M', 'guided', 'beta', 'lam', 'scale', 'drop_path',
+            'kmeans_from', 'sampler')
+    settings = {}
+    for row in _table_rows():
+        values = {k: _table_value(k, row[k]) for k in keys}
+        if values['scale'] == 0:  # MAE Dogs: 0 makes the metric terms constant
+            values['scale'] = 1.0
+        settings[(row['backbone'], row['task'])] = values
+    for backbone, task in sorted(TASKS_WITHOUT_FILE):
+        vtab = [v for (b, t), v in settings.items() if b == backbone and t.startswith('vtab-')]
+        settings[(backbone, task)] = {k: _mode([v[k] for v in vtab], PARAMS_PY.get(k))
+                                      for k in keys}
+    return settings
+
+
+def effective_param_groups(model: torch.nn.Module, optim_wrapper_cfg) -> Dict[str, tuple]:
+    """Trainable parameter name -> (lr, weight decay) of the optimizer mmengine builds."""
+    from mmengine.optim import build_optim_wrapper
+    wrapper = build_optim_wrapper(model, copy.deepcopy(optim_wrapper_cfg))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {}
+    for group in wrapper.optimizer.param_groups:
+        for param in group['params']:
+            if param.requires_grad:
+                groups[names[id(param)]] = (group['lr'], group['weight_decay'])
+    return groups
+
+
+def cls_path(folder: str, method: str, backbone: str, task: str) -> str:
+    """A classification config's path, spelled out (the README's naming scheme)."""
+    bench = 'vtab' if task.startswith('vtab-') else 'fgvc'
+    return f'configs/{folder}/{bench}/{method}_vit-b16-{backbone}_1xb32-100e_{task}-224.py'
+
+
+@contextmanager
+def logging_disabled() -> Iterator[None]:
+    """No log records below ERROR (mmengine logs every parameter group it builds)."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+# A ViT of ViT-B's 12 layers, 32 wide: the same parameter names, built in milliseconds.
+TINY_VIT_B = dict(embed_dims=32, num_layers=12, num_heads=2, feedforward_channels=64)
+
+
+class TestAuthorsCalibration(TestCase):
+    """Every DA-VPT / DA-VPT+ classification config carries its row of the authors' table."""
+
+    def test_table_is_the_authors(self):
+        with open(AUTHORS_CSV, encoding='utf-8') as f:
+            lines = [line for line in f.read().splitlines() if not line.startswith('#')]
+        digest = hashlib.sha256('\n'.join(lines).encode()).hexdigest()
+        self.assertEqual(digest, AUTHORS_TABLE_SHA256,
+                         'tools/authors_hyperparameters.csv changed: its rows are the authors\'')
+        rows = _table_rows()
+        self.assertEqual(len(rows), 61)
+        cells = {(r['backbone'], r['task']) for r in rows}
+        self.assertEqual(len(cells), 61)
+        # Every backbone x task is a row or one of the 11 filled-in tasks, not both.
+        self.assertEqual(cells & TASKS_WITHOUT_FILE, set())
+        self.assertEqual(len(cells | TASKS_WITHOUT_FILE), 72)
+        self.assertEqual(cells | TASKS_WITHOUT_FILE,
+                         {(b.key, t.key) for b in gen_configs.BACKBONES for t in gen_configs.TASKS})
+        self.assertEqual(set(gen_configs.calibrations()), cells | TASKS_WITHOUT_FILE)
+
+    def test_rules_on_named_rows(self):
+        """The rules, on rows they apply to, with the values written out."""
+        settings = expected_settings()
+        # Read as written.
+        self.assertEqual(settings[('in21k', 'cub')], dict(
+            lr=0.0005, wd=0.05, wd_head=5.0, P=10, M=10, guided=(10, 11), beta=0.05, lam=0.05,
+            scale=5.0, drop_path=0.1, kmeans_from=1, sampler=True))
+        # Older key names: the bracketed values; unset scale and drop-path: params.py.
+        self.assertEqual(settings[('in21k', 'flowers')], dict(
+            lr=0.001, wd=0.05, wd_head=3.0, P=40, M=20, guided=(11, ), beta=0.05, lam=0.05,
+            scale=1.0, drop_path=0.0, kmeans_from=10, sampler=True))
+        # Unset wd, wd_head, M and beta: params.py.
+        self.assertEqual(settings[('in21k', 'vtab-smallnorb-ele')], dict(
+            lr=5e-05, wd=0.01, wd_head=3.0, P=5, M=10, guided=(11, ), beta=0.0, lam=0.1,
+            scale=5.0, drop_path=0.0, kmeans_from=10, sampler=True))
+        # MAE Dogs: proxy scale 0 taken as 1.
+        self.assertEqual(settings[('mae', 'dogs')]['scale'], 1.0)
+        # No file: the most common value of the backbone's VTAB files; ties as the README says.
+        self.assertEqual(settings[('mocov3', 'vtab-retinopathy')], dict(
+            lr=0.005, wd=0.01, wd_head=0.0001, P=5, M=10, guided=(11, ), beta=0.01, lam=0.01,
+            scale=5.0, drop_path=0.1, kmeans_from=10, sampler=True))
+        self.assertEqual(settings[('in21k', 'vtab-kitti')], dict(
+            lr=0.001, wd=0.05, wd_head=5.0, P=20, M=10, guided=(11, ), beta=0.01, lam=0.01,
+            scale=5.0, drop_path=0.0, kmeans_from=1, sampler=True))
+        self.assertEqual(settings[('mae', 'vtab-pets')], settings[('mae', 'vtab-svhn')])
+
+    def test_every_davpt_config_carries_its_row(self):
+        seen = 0
+        with logging_disabled():
+            for (backbone, task), row in sorted(expected_settings().items()):
+                for method in ('davpt', 'davpt-plus'):
+                    path = cls_path('da_vpt', method, backbone, task)
+                    with self.subTest(config=path):
+                        self._check_config(load_config(path), backbone, method, row)
+                    seen += 1
+        self.assertEqual(seen, 72 * 2)
+
+    def _check_config(self, cfg: Config, backbone: str, method: str, row: dict) -> None:
+        net = cfg.model.backbone
+        self.assertEqual((net.num_prompts, net.num_guided_prompts, tuple(net.guided_layers)),
+                         (row['P'], row['M'], row['guided']))
+        self.assertEqual(net.frozen_drop_path_rate, row['drop_path'])
+        self.assertEqual(net.drop_path_rate, 0.0)  # the host's own stays inert
+        self.assertEqual(net.out_type, 'avg_featmap' if backbone == 'mae' else 'cls_token')
+        self.assertEqual(net.bias_tune, 'kv' if method == 'davpt-plus' else None)
+        hooks = {h.type: h for h in cfg.custom_hooks}
+        loss = hooks['PromptMetricLossHook']
+        self.assertEqual((loss.beta, loss.lam, loss.proxy_scale, loss.margin, loss.alpha),
+                         (row['beta'], row['lam'], row['scale'], 0.1, 32))
+        mapping = hooks['ClassPromptMappingHook']
+        self.assertEqual((mapping.first_update, mapping.interval),
+                         (row['kmeans_from'] or None, None))
+        sampler = cfg.train_dataloader.sampler
+        self.assertTrue(row['sampler'])
+        self.assertEqual((sampler.type, sampler.samples_per_class), ('ClassBalancedSampler', 2))
+        self.assertEqual(cfg.train_dataloader.batch_size, 32)
+        # The weight decay and lr of every trained parameter, as mmengine's optimizer gets them,
+        # on the config's model with a narrow ViT.
+        model_cfg = cfg.model.to_dict()
+        model_cfg['backbone'].update(arch=TINY_VIT_B, init_cfg=None)
+        model = PRETRAIN_MODELS.build(model_cfg)
+        groups = effective_param_groups(model, cfg.optim_wrapper)
+        expected = {f'backbone.prompts.{i}': (row['lr'], row['wd'])
+                    for i in range(12) if (row['M'] if i in row['guided'] else row['P'])}
+        expected['head.fc.weight'] = (row['lr'], row['wd_head'])
+        expected['head.fc.bias'] = (row['lr'], 0.0)
+        if method == 'davpt-plus':
+            expected['backbone.kv_bias'] = (row['lr'], 0.0)
+        self.assertEqual(groups, expected)
+
+    def test_vpt_deep_lr(self):
+        """VPT-Deep keeps its recipe but takes the authors' lr where the table has a file."""
+        for (backbone, task), row in sorted(expected_settings().items()):
+            path = cls_path('baselines', 'vpt-deep', backbone, task)
+            cfg = load_config(path)
+            with self.subTest(config=path):
+                lr = 1e-3 if (backbone, task) in TASKS_WITHOUT_FILE else row['lr']
+                self.assertEqual(cfg.optim_wrapper.optimizer.lr, lr)
+                self.assertEqual(cfg.optim_wrapper.optimizer.weight_decay, 1e-4)
+                self.assertNotIn('paramwise_cfg', cfg.optim_wrapper)
+                self.assertEqual(cfg.train_dataloader.sampler.type, 'DefaultSampler')
+
+    def test_bad_tables(self):
+        with open(AUTHORS_CSV, encoding='utf-8') as f:
+            text = f.read()
+        cases = [
+            (text.replace('config,backbone,task,lr', 'config,backbone,task,learning_rate'),
+             'the columns must be'),
+            (text.replace('fgvc_mae_cars,mae,cars', 'fgvc_mae_cars,mae,cub'),
+             "two rows for backbone 'mae' and task 'cub'"),
+            (text.replace('fgvc_mae_cars,mae,cars', 'fgvc_mae_cars,mae,imagenet'),
+             "'fgvc_mae_cars' names an unknown backbone or task"),
+            (text.replace('fgvc_mae_cars,mae,cars,0.005', 'fgvc_mae_cars,mae,cars,fast'),
+             "fgvc_mae_cars: cannot read lr 'fast'"),
+            (text.replace('fgvc_mae_cars,mae,cars,0.005,0.05,0.1,15,15,4-11',
+                          'fgvc_mae_cars,mae,cars,0.005,0.05,0.1,15,15,11-4'),
+             "fgvc_mae_cars: cannot read guided '11-4'"),
+            (text.replace('0,1,true\n', '0,1,\n', 1),
+             'sampler is empty and params.py has no recorded default'),
+        ]
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, (bad, message) in enumerate(cases):
+                self.assertNotEqual(bad, text)
+                path = osp.join(tmp, f'table{i}.csv')
+                with open(path, 'w', encoding='utf-8') as f:
+                    f.write(bad)
+                with self.subTest(message=message):
+                    with self.assertRaisesRegex(ValueError, re.escape(message)):
+                        gen_configs.calibrations(path)
+
+
 @contextmanager
 def skip_random_init() -> Iterator[None]:
     """Build modules without drawing their random initial values.
@@ -421,15 +650,15 @@ class TestConfigBuilds(TestCase):
     """Every config builds its model (real architecture) and its datasets on fake data."""
 
     def test_models(self):
-        logging.disable(logging.WARNING)
-        try:
+        with logging_disabled():
             self._check_models()
-        finally:
-            logging.disable(logging.NOTSET)
 
     def _check_models(self):
         # Configs that share an architecture (and aliases) are grouped, so that each distinct
-        # backbone is built once and only one is held in memory at a time.
+        # backbone is built once and only one is held in memory at a time. The per-task prompt
+        # layouts give 100+ distinct classification backbones: each is built with a narrow ViT
+        # (the same layers, parameter names and prompt counts), and one of each kind (type,
+        # output, bias tuning, guided or not) at full size.
         groups: Dict[str, list] = {}
         for path in CONFIGS:
             cfg = load_config(path)
@@ -437,7 +666,7 @@ class TestConfigBuilds(TestCase):
             model_cfg['backbone']['init_cfg'] = None
             key = repr(model_cfg) if is_seg(cfg) else repr(model_cfg['backbone'])
             groups.setdefault(key, []).append((path, cfg, model_cfg))
-        forwarded = set()
+        forwarded, full_kinds = set(), set()
         with skip_random_init():
             for members in groups.values():
                 path, cfg, model_cfg = members[0]
@@ -445,22 +674,34 @@ class TestConfigBuilds(TestCase):
                     if is_seg(cfg):
                         model = SEG_MODELS.build(model_cfg)
                         self._check_seg_model(model, cfg, forwarded)
+                        del model
+                        continue
+                    net = model_cfg['backbone']
+                    role = ('guided' if net.get('guided_layers') else
+                            'prompts' if net.get('num_prompts') else 'none')
+                    kind = (net['type'], net['out_type'], net.get('bias_tune'), role)
+                    if kind in full_kinds:
+                        backbone = PRETRAIN_MODELS.build(dict(net, arch=TINY_VIT_B))
+                        self._check_prompts(backbone, net, 12)
                     else:
-                        backbone = PRETRAIN_MODELS.build(model_cfg['backbone'])
+                        full_kinds.add(kind)
+                        backbone = PRETRAIN_MODELS.build(net)
                         self._check_backbone(backbone, cfg, forwarded)
-                        for path, cfg, model_cfg in members:
-                            with self.subTest(config=path):
-                                model_cfg['backbone'] = backbone
-                                model = PRETRAIN_MODELS.build(model_cfg)
-                                self.assertEqual(model.head.fc.in_features, 768)
-                                self.assertEqual(model.head.fc.out_features,
-                                                 cfg.model.head.num_classes)
-                    del model
-        # 26 classification backbones (prompt settings x methods) and 8 segmentors.
-        self.assertEqual(sum(not is_seg(m[0][1]) for m in groups.values()), 26)
+                    for path, cfg, model_cfg in members:
+                        with self.subTest(config=path):
+                            model_cfg['backbone'] = backbone
+                            model = PRETRAIN_MODELS.build(model_cfg)
+                            self.assertEqual(model.head.fc.in_features, 768)
+                            self.assertEqual(model.head.fc.out_features,
+                                             cfg.model.head.num_classes)
+                    del model, backbone
+        # DAVPTViT: DA-VPT, DA-VPT+ (CLS token; MAE: pooled patches), VPT-Deep, linear probe;
+        # the stock ViT; and 8 segmentors.
+        self.assertEqual(len(full_kinds), 7)
         self.assertEqual(sum(is_seg(m[0][1]) for m in groups.values()), 8)
-        self.assertEqual(forwarded, {('mmpretrain', 'DAVPTViT'),
-                                     ('mmpretrain', 'VisionTransformer'),
+        self.assertEqual(forwarded, {('mmpretrain', 'DAVPTViT', 'cls_token'),
+                                     ('mmpretrain', 'DAVPTViT', 'avg_featmap'),
+                                     ('mmpretrain', 'VisionTransformer', 'cls_token'),
                                      ('mmseg', 'DAVPTViT'), ('mmseg', 'VisionTransformer')})
 
     def _check_prompts(self, backbone, cfg_backbone, num_layers: int) -> None:
@@ -483,7 +724,7 @@ class TestConfigBuilds(TestCase):
     def _check_backbone(self, backbone, cfg: Config, forwarded: set) -> None:
         self.assertEqual((backbone.num_layers, backbone.embed_dims), (12, 768))
         self._check_prompts(backbone, cfg.model.backbone, 12)
-        kind = ('mmpretrain', cfg.model.backbone.type)
+        kind = ('mmpretrain', cfg.model.backbone.type, cfg.model.backbone.out_type)
         if kind not in forwarded:
             backbone.eval()  # mmpretrain's ViT.train() returns None: no chaining
             with torch.no_grad():

@@ -5,8 +5,7 @@
 # GPUs x 2 images, 80k iterations, 480x480 crops, slide inference (stride 320). As mmseg's
 # setr_vit-l_pup_8xb2-160k_ade20k-512x512.py, except that the decode head and the three auxiliary
 # heads read layers 24, 9, 12 and 18 (1-based), as the paper.
-# VPT-Deep: 10 prompts in each of the 24 layers (as DA-VPT outside its guided layers); no metric
-# loss, no class-to-prompt mapping.
+# VPT-Deep: 10 prompts in each of the 24 layers; no metric loss, no class-to-prompt mapping.
 # Paper (mIoU %, single-scale / multi-scale): 49.51 / 50.46
 # mIoU-MS: test with the TTA model (tta_model with tta_pipeline: scales 0.5 to 1.75 and horizontal
 # flip).

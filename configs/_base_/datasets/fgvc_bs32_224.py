@@ -19,9 +19,8 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=4,
     persistent_workers=True,
-    # The authors' class-balanced sampling: --cfg-options
-    #   train_dataloader.sampler.type=ClassBalancedSampler
-    #   train_dataloader.sampler.samples_per_class=4
+    # The DA-VPT configs replace it with the authors' class-balanced sampling:
+    #   sampler=dict(type='ClassBalancedSampler', samples_per_class=2)
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='FGVCDataset', split='train', pipeline=train_pipeline))
 val_dataloader = dict(

@@ -3,7 +3,8 @@
 # final_norm=True) for all three pre-trainings: it is what the supervised and MoCo v3 ViTs were
 # trained to output, what MAE's own linear-probing protocol reads, what the class-to-prompt
 # k-means clusters and what L_ML(p, x_cls) guides; and every converted checkpoint, MAE's
-# included, holds that final norm (ln1), so it loads strictly.
+# included, holds that final norm (ln1), so it loads strictly. The DA-VPT configs of MAE set
+# out_type='avg_featmap' (the mean of the patch tokens, the authors' global pooling).
 # Images are normalized with ImageNet's mean and std, as VPT does for every backbone.
 model = dict(
     type='ImageClassifier',

@@ -2,8 +2,9 @@
 # `python tools/gen_configs.py` instead of editing this file.
 #
 # VPT-Deep on NABirds (FGVC), ViT-B/16 pre-trained MoCo v3; 1 GPU x 32 images, 100 epochs, 224x224.
-# VPT-Deep: 5 prompts in each of the 12 layers (as DA-VPT outside its guided layers); no metric
-# loss, no class-to-prompt mapping.
+# VPT-Deep: 5 prompts in each of the 12 layers; no metric loss, no class-to-prompt mapping.
+# lr 0.01: the authors' DA-VPT lr for this task and backbone (fgvc_moco_birds), so that the
+# comparison is like for like.
 _base_ = [
     '../../_base_/models/davpt_vit-b16.py',
     '../../_base_/datasets/fgvc_bs32_224.py',
@@ -25,4 +26,4 @@ train_dataloader = dict(dataset=dict(data_root='data/nabirds', num_classes=555, 
 val_dataloader = dict(dataset=dict(data_root='data/nabirds', num_classes=555, image_dir='images'))
 test_dataloader = dict(dataset=dict(data_root='data/nabirds', num_classes=555, image_dir='images'))
 
-optim_wrapper = dict(optimizer=dict(lr=0.001, weight_decay=0.0001))
+optim_wrapper = dict(optimizer=dict(lr=0.01, weight_decay=0.0001))

@@ -3,8 +3,9 @@
 #
 # VPT-Deep on CIFAR-100 (VTAB-1k Natural), ViT-B/16 pre-trained supervised IN-21k; 1 GPU x 32
 # images, 100 epochs, 224x224.
-# VPT-Deep: 20 prompts in each of the 12 layers (as DA-VPT outside its guided layers); no metric
-# loss, no class-to-prompt mapping.
+# VPT-Deep: 20 prompts in each of the 12 layers; no metric loss, no class-to-prompt mapping.
+# lr 0.005: the authors' DA-VPT lr for this task and backbone (vtab_vitb_cifar100), so that the
+# comparison is like for like.
 _base_ = [
     '../../_base_/models/davpt_vit-b16.py',
     '../../_base_/datasets/vtab_bs32_224.py',
@@ -26,4 +27,4 @@ train_dataloader = dict(dataset=dict(data_root='data/vtab-1k/cifar', num_classes
 val_dataloader = dict(dataset=dict(data_root='data/vtab-1k/cifar', num_classes=100))
 test_dataloader = dict(dataset=dict(data_root='data/vtab-1k/cifar', num_classes=100))
 
-optim_wrapper = dict(optimizer=dict(lr=0.001, weight_decay=0.0001))
+optim_wrapper = dict(optimizer=dict(lr=0.005, weight_decay=0.0001))

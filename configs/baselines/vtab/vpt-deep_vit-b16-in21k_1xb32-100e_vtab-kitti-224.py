@@ -3,8 +3,8 @@
 #
 # VPT-Deep on KITTI/distance (VTAB-1k Structured), ViT-B/16 pre-trained supervised IN-21k; 1 GPU x
 # 32 images, 100 epochs, 224x224.
-# VPT-Deep: 10 prompts in each of the 12 layers (as DA-VPT outside its guided layers); no metric
-# loss, no class-to-prompt mapping.
+# VPT-Deep: 10 prompts in each of the 12 layers; no metric loss, no class-to-prompt mapping.
+# lr 0.001: VPT-Deep's default (no authors' config for this task and backbone).
 _base_ = [
     '../../_base_/models/davpt_vit-b16.py',
     '../../_base_/datasets/vtab_bs32_224.py',
