@@ -409,6 +409,23 @@ class TestViTCheckpointConversion(ConverterTestCase):
                     out = model(self.images)[-1]
                 self.assertTrue(torch.isfinite(out).all())
 
+    def test_mae_pretrain_with_avg_featmap(self):
+        # The DA-VPT MAE configs pool the patch tokens (out_type='avg_featmap'); mmpretrain adds
+        # a norm after the pooling (ln2) that MAE's pre-training checkpoint lacks: it loads
+        # strictly, the new norm is the identity, and any other missing key still raises.
+        path = self.convert('mae', 'mmpretrain')
+        model = build_pretrain(path, out_type='avg_featmap', num_prompts=2)
+        self.assertIn('ln2.weight', model.new_param_names())
+        assert torch.equal(model.ln2.weight, torch.ones(DIM))
+        assert torch.equal(model.ln2.bias, torch.zeros(DIM))
+        state_dict = torch.load(path, weights_only=True)['state_dict']
+        state_dict.pop('ln1.weight')
+        broken = self.path('mae_no_norm.pth')
+        torch.save({'state_dict': state_dict}, broken)
+        with self.assertRaisesRegex(KeyError, r"missing keys: \['ln1.weight'\]"):
+            build_pretrain(broken, out_type='avg_featmap', num_prompts=2)
+        self.assertNotIn('ln2.weight', build_pretrain(path, num_prompts=2).new_param_names())
+
     def test_pos_embed_resized_like_timm(self):
         # Loading at 48x48 resizes the 4x4 position grid to 6x6 as timm's bicubic resampling
         # does (without anti-aliasing, which neither host uses).

@@ -1,5 +1,5 @@
 """``DAVPTViT`` for mmpretrain: its ``VisionTransformer`` with DA-VPT prompts."""
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -93,6 +93,17 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
             ffn=layer.ffn,
             proj_bias_owner=attn.proj,
             fc2=layer.ffn.layers[1])
+
+    def new_param_names(self) -> List[str]:
+        """The prompts (and ``kv_bias``), plus ``ln2`` when ``out_type='avg_featmap'``.
+
+        mmpretrain normalizes the mean of the patch tokens with a norm of its own (``ln2``) that
+        a pre-training checkpoint (MAE's included) does not hold: it starts as the identity.
+        """
+        names = super().new_param_names()
+        if self.out_type == 'avg_featmap':
+            names += ['ln2.weight', 'ln2.bias']
+        return names
 
     def _host_trainable_extras(self):
         norms = [getattr(self, 'ln1', None) if self.final_norm else None,
