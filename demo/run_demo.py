@@ -676,7 +676,7 @@ def _grid(**axes) -> List[dict]:
 TUNE_TRIALS = dict(
     linear=_grid(lr=(0.1, 0.3, 1.0)),
     vpt_deep=_grid(lr=(0.03, 0.1, 0.3, 1.0), weight_decay=(1e-4, 1e-2)),
-    davpt=_grid(lr=(0.1, 0.3), beta_lam=(0.01, 0.1), guided_lr_mult=(1.0, 0.1)),
+    davpt=_grid(lr=(0.1, 0.3), beta_lam=(0.003, 0.03), guided_lr_mult=(1.0, 0.1)),
 )
 TUNE_PLUS = dict(kv_lr_mult=(1.0, 0.1, 0.01))
 
@@ -734,12 +734,13 @@ ABLATIONS = (
     ('map balanced', dict(balanced=True)),
     ('patch term only (lambda = 0)', dict(lam=0.0)),
     ('CLS term only (beta = 0)', dict(beta=0.0)),
+    ('beta = lambda = 0 (no guidance: only the learning rates differ from VPT-Deep)',
+     dict(beta=0.0, lam=0.0)),
+    ('beta = lambda = 0.001', dict(beta=0.001, lam=0.001)),
     ('beta = lambda = 0.01', dict(beta=0.01, lam=0.01)),
     ('beta = lambda = 0.03', dict(beta=0.03, lam=0.03)),
     ('beta = lambda = 0.1', dict(beta=0.1, lam=0.1)),
-    ('beta = lambda = 0.3', dict(beta=0.3, lam=0.3)),
     ('guided prompts lr x1', dict(guided_lr_mult=1.0)),
-    ('guided prompts lr x0.1', dict(guided_lr_mult=0.1)),
     ('guided prompts lr x0.01', dict(guided_lr_mult=0.01)),
 )
 

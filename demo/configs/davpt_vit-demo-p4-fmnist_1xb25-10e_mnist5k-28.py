@@ -10,16 +10,16 @@ model = dict(backbone=dict(num_prompts=5, guided_layers=(4, 5), num_guided_promp
                            frozen_drop_path_rate=0.0))
 optim_wrapper = dict(
     optimizer=dict(lr=0.3),
-    # The guided prompts' own learning rate: the metric terms pull them harder than the
-    # cross-entropy does (log_grad_norms below shows by how much).
+    # The guided prompts' own learning rate (a tenth): the metric terms pull them harder than
+    # the cross-entropy does (log_grad_norms below shows by how much).
     paramwise_cfg=dict(custom_keys={
-        'backbone.prompts.4': dict(lr_mult=1.0),
-        'backbone.prompts.5': dict(lr_mult=1.0),
+        'backbone.prompts.4': dict(lr_mult=0.1),
+        'backbone.prompts.5': dict(lr_mult=0.1),
     }))
 custom_hooks = [
     dict(type='ClassPromptMappingHook', samples_per_class=10, interval=None, first_update=1,
          empty_cluster='reseed', balanced=False, warm_start='anchored', metric='euclidean'),
-    dict(type='PromptMetricLossHook', beta=0.1, lam=0.1, margin=0.1, alpha=32, proxy_scale=1.0,
-         pos_reduction='with_positives', prompt_tap='query', patch_tap='attn', patch_topk=16,
-         log_grad_norms=40),
+    dict(type='PromptMetricLossHook', beta=0.003, lam=0.003, margin=0.1, alpha=32,
+         proxy_scale=1.0, pos_reduction='with_positives', prompt_tap='query', patch_tap='attn',
+         patch_topk=16, log_grad_norms=40),
 ]

@@ -3,4 +3,4 @@
 _base_ = './_base_/transfer_mnist5k.py'
 
 model = dict(backbone=dict(num_prompts=0, guided_layers=()))
-optim_wrapper = dict(optimizer=dict(lr=0.3))
+optim_wrapper = dict(optimizer=dict(lr=1.0))
