@@ -114,7 +114,9 @@ class RunResult:
 
 # Deprecation notices of the stock stack that say nothing about this run.
 NOISE = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias',
-         'The prefix is not set in metric class')
+         'The prefix is not set in metric class',
+         # mmengine's optimizer constructor, once per frozen parameter when custom_keys are set
+         'is skipped since its requires_grad=False')
 WARNING_NOISE = ('pkg_resources is deprecated', 'The given NumPy array is not writable',
                  '``build_loss`` would be deprecated', 'Default ``avg_non_ignore`` is False',
                  'The draw is False', "__array__ implementation doesn't accept a copy keyword")
