@@ -439,6 +439,26 @@ class TestTrainableCheckpoints(TestCase):
                                         r'weights'):
                 load_checkpoint(run.build(), path, map_location='cpu')
 
+    def test_show_attention(self):
+        tool = _load_tool(osp.join(REPO, 'tools', 'analysis', 'show_attention.py'),
+                          'mmda_vpt_show_attention')
+        for host, guided in (('cls', [1]), ('seg', [2, 3])):
+            with self.subTest(host=host):
+                run = _RUNS[host]
+                captured = tool.attention_maps(run.config_file, run.trainable, run.images()[0])
+                self.assertEqual(captured['layers'].tolist(), guided)
+                # cls: a 32x32 centre crop; seg: resized to 32x38, padded to 5 patches of 8.
+                grid = (4, 4) if host == 'cls' else (4, 5)
+                for layer in guided:
+                    maps = captured[f'maps_{layer}']
+                    self.assertEqual(maps.shape, (1 + 2, *grid))  # CLS and the two prompts
+                    self.assertTrue(np.all(maps >= 0) and np.all(maps.sum(axis=(1, 2)) <= 1))
+                self.assertEqual(captured['image'].shape, (grid[0] * 8, grid[1] * 8, 3))
+                out = osp.join(run.root, 'attention', f'{host}.png')
+                tool.main([run.config_file, run.trainable, run.images()[0], out, '--layers', '0',
+                           '-1', '--prompts', '1'])
+                self.assertEqual(cv2.imread(out).shape[2], 3)
+
     def _assert_trained(self, model: torch.nn.Module, run: _Run) -> None:
         """Every weight of ``model`` is the trained model's (head, prompts and frozen base)."""
         weights = _weights(model)
