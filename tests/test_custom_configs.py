@@ -14,7 +14,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Optional
 from unittest import TestCase, mock
 
 import cv2
@@ -59,7 +59,7 @@ def write_cls_tree(root: str) -> Dict[str, List[str]]:
     return files
 
 
-def write_seg_tree(root: str, bad_value: int = None) -> Dict[str, List[str]]:
+def write_seg_tree(root: str, bad_value: Optional[int] = None) -> Dict[str, List[str]]:
     """mmseg's BaseSegDataset layout: img_dir/{train,val}/<n>.jpg, ann_dir/{train,val}/<n>.png.
 
     Label maps hold bands of the three classes and an ignored (255) top row; with
