@@ -35,6 +35,7 @@ TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
 SUBPROCESS_TIMEOUT = 600
 
 
@@ -377,6 +378,31 @@ class TestToolsEndToEnd(TestCase):
         dist, straight = self._checkpoint('dist', 2), self._checkpoint('straight', 2)
         for name, weight in straight['state_dict'].items():
             torch.testing.assert_close(dist['state_dict'][name], weight)
+
+    def test_launchers_without_an_active_environment(self):
+        # As the README writes them, right after `make setup`: no activated environment, no
+        # PYTHON, and a PATH whose python (if any) lacks torch. The launchers use .venv.
+        if not osp.exists(osp.join(REPO, '.venv', 'bin', 'python')):
+            self.skipTest('no .venv: the launchers fall back to python from PATH')
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ('PYTHON', 'VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHONPATH')}
+        environ.update(PATH='/usr/bin:/bin', CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
+                       MKL_NUM_THREADS='1', PORT=str(_free_port()))
+        commands = [
+            ['bash', DIST_TRAIN, TOY_CONFIG, '1', '--work-dir', 'plain_shell', '--cfg-options',
+             'train_cfg.max_epochs=1'],
+            ['bash', DIST_TEST, TOY_CONFIG, osp.join('plain_shell', 'epoch_1.pth'), '1',
+             '--work-dir', 'plain_shell_test'],
+        ]
+        outputs = []
+        for command in commands:
+            result = subprocess.run(command, cwd=self.root, env=environ, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True,
+                                    timeout=SUBPROCESS_TIMEOUT)
+            self.assertEqual(result.returncode, 0, result.stdout[-6000:])
+            outputs.append(result.stdout)
+        self.assertIn('Epoch(train) [1][4/4]', outputs[0])
+        self.assertRegex(outputs[1], r'Epoch\(test\) \[\d+/\d+\] +accuracy/top1: ')
 
     def test_test_tool(self):
         out = osp.join(self.root, 'metrics.json')

@@ -5,7 +5,8 @@
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [tools/test.py arguments...]
 #
 # Environment: NNODES (default 1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1),
-# PYTHON (the interpreter, default python).
+# PYTHON (the interpreter; default: the active virtual environment's python, else the
+# project's .venv, else python from PATH; see tools/python_env.sh).
 if [ "$#" -lt 3 ]; then
   echo "usage: $0 CONFIG CHECKPOINT GPUS [tools/test.py arguments...]" >&2
   exit 2
@@ -17,8 +18,9 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
 TOOLS="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tools/python_env.sh
+source "$TOOLS/python_env.sh"
 
 PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

@@ -7,7 +7,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     # Full checkpoints of ViT-B are ~350 MB: keep the last one only. Add
     # dict(type='TrainableCheckpointHook') to custom_hooks to save only the trained parameters
-    # (load those over the base weights with mmda_vpt's load_trainable_checkpoint).
+    # (they name the base weights of init_cfg, which every loader then reads under them).
     checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1, save_last=True))
 
 # The paper reports the mean of 3 seeds: run with --cfg-options randomness.seed=0, 1 and 2.

@@ -4,7 +4,10 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ['image_labels', 'patch_labels', 'is_segmentation_batch', 'check_label_range']
+__all__ = [
+    'image_labels', 'patch_labels', 'is_segmentation_batch', 'check_label_range',
+    'check_label_maps'
+]
 
 
 def is_segmentation_batch(data_samples: Sequence) -> bool:
@@ -40,6 +43,42 @@ def check_label_range(labels: torch.Tensor, num_classes: int, what: str,
         raise ValueError(
             f'{what} labels must be in [0, {num_classes}), got values from {low} to {high}; '
             'check num_classes of the model and the dataset')
+
+
+def check_label_maps(data_samples: Sequence, num_classes: int, ignore_index: int = 255) -> None:
+    """Raise naming the file and the value when a label map holds a value that is no class.
+
+    Values in ``[0, num_classes)`` and ``ignore_index`` are labels; any other value (a class
+    index beyond the config's classes, a palette colour, an unreduced 0 of
+    ``reduce_zero_label``) is an error. One host read for the whole batch; the files are only
+    looked at when it finds a bad value.
+
+    Args:
+        data_samples: Segmentation data samples (``gt_sem_seg``), with ``seg_map_path`` in
+            their meta information when they come from files.
+        num_classes: The number of classes.
+        ignore_index: The label of ignored pixels. Defaults to 255.
+
+    Raises:
+        ValueError: For the first sample with a bad value, naming its file and the value.
+    """
+    if not is_segmentation_batch(data_samples):
+        return
+    maps = [s.gt_sem_seg.data for s in data_samples]
+    flags = torch.stack([((m != ignore_index) & ((m < 0) | (m >= num_classes))).any()
+                         for m in maps])
+    if not bool(flags.any()):
+        return
+    index = int(torch.nonzero(flags)[0])
+    values = maps[index]
+    bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
+    found = sorted(int(v) for v in bad.unique()[:5].tolist())
+    source = data_samples[index].metainfo.get('seg_map_path') or f'sample {index} of the batch'
+    raise ValueError(
+        f'label map {source} holds the value {found[0]} (values found beyond the classes: '
+        f'{found}), which is neither a class index in [0, {num_classes}) nor the ignore index '
+        f'{ignore_index}; check the classes of the config (num_classes of the heads), '
+        'reduce_zero_label and that the maps hold class indices, not colours')
 
 
 def _pixel_maps(data_samples: Sequence) -> torch.Tensor:

@@ -17,8 +17,8 @@ from torch.utils.data import BatchSampler, Subset
 
 from mmda_vpt.utils.class_kmeans import ClassMap
 from mmda_vpt.utils.class_prompt_map import ClassPromptMap, check_options
-from mmda_vpt.utils.labels import (check_label_range, image_labels, is_segmentation_batch,
-                                   patch_labels)
+from mmda_vpt.utils.labels import (check_label_maps, check_label_range, image_labels,
+                                   is_segmentation_batch, patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
                                          remove_loss_callback, unwrap_model)
 from .prompt_metric_loss_hook import model_ignore_index, model_num_classes
@@ -123,7 +123,9 @@ class ClassPromptMappingHook(Hook):
       final CLS feature (classification; the mean final patch feature without a CLS token) or
       the mean final feature of the patches of that class (segmentation, the class covering most
       of a patch's pixels). L2-normalized and clustered with scikit-learn's ``KMeans`` (seeded):
-      ``class_to_prompt[c]`` is the cluster of class c.
+      ``class_to_prompt[c]`` is the cluster of class c. A label map the pass reads that holds
+      a value which is neither a class nor ``ignore_index`` stops the run before its first
+      training step, naming the file and the value.
     - During training, the detached final CLS (segmentation: patch) features of the training
       forwards are summed per class. The first re-clustering happens at the end of epoch (or
       iteration, for iteration-based loops) ``max(first_update, interval)``, later ones every
@@ -578,6 +580,9 @@ class ClassPromptMappingHook(Hook):
                 for data_batch in loader:
                     for chunk in self._chunks(data_batch, segmentation):
                         data = inner.data_preprocessor(chunk, False)
+                        if segmentation:  # before the first step: name the file
+                            check_label_maps(data['data_samples'], self.num_classes,
+                                             self.ignore_index)
                         backbone(data['inputs'])
                         feats, labels = self._features(backbone.taps, data['data_samples'])
                         labels = self._apply_quota(labels, served, quota)

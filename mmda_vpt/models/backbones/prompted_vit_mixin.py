@@ -22,6 +22,10 @@ from mmcv.cnn.bricks.drop import drop_path
 from mmengine.logging import print_log
 from torch.utils.checkpoint import checkpoint
 
+from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, base_weights_from_init_cfg,
+                                         decode_base_weights, resolve_base_weights,
+                                         same_base_weights, save_base_weights_hook)
+
 __all__ = ['PromptedViTMixin', 'PromptTaps', 'BlockParts']
 
 PROMPT_INITS = ('uniform', 'xavier')
@@ -153,6 +157,7 @@ class PromptedViTMixin:
             for i, m in enumerate(self.prompt_counts) if m > 0
         })
         self.prompt_dropout = nn.Dropout(prompt_dropout)
+        self._init_base_weights()
         patch_area = patch_size[0] * patch_size[1]
         self._prompt_bound = math.sqrt(6.0 / float(3 * patch_area + embed_dims))
         self.reset_prompts()
@@ -226,6 +231,77 @@ class PromptedViTMixin:
         return self
 
     # ------------------------------------------------------------------ weights
+    def _init_base_weights(self) -> None:
+        """Carry where the frozen weights come from in the state dict (``_base_weights``).
+
+        ``base_weights`` is the pre-trained checkpoint of ``init_cfg`` (or the one a loaded
+        state dict names); ``_frozen_from`` is what the frozen weights hold now: None for the
+        host's initialization, the pointer of a loaded base checkpoint, or ``{}`` after a full
+        state dict without one.
+        """
+        self.base_weights = base_weights_from_init_cfg(getattr(self, 'init_cfg', None))
+        self._frozen_from: Optional[dict] = None
+        self._loading_base = False
+        self._register_state_dict_hook(save_base_weights_hook)
+        handle = self._register_load_state_dict_pre_hook(self._complete_from_base_weights)
+        # First, so that the host's hooks (position-embedding resizing) see the whole dict.
+        self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
+
+    def _complete_from_base_weights(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Load pre-hook: complete a state dict that holds only the trained parameters.
+
+        A state dict with every frozen tensor loads as it is. One without them (a checkpoint of
+        ``TrainableCheckpointHook``) must fit the trained parameters exactly; the frozen tensors
+        then come from the base checkpoint its ``_base_weights`` entry names (loaded first,
+        unless this backbone holds it already), or from this backbone when it holds loaded
+        weights and the state dict names none. Otherwise the load fails: a model never goes on
+        with randomly initialized frozen weights.
+        """
+        entry = state_dict.pop(prefix + BASE_WEIGHTS_KEY, None)
+        if self._loading_base:  # _load_pretrained checks the base checkpoint itself
+            return
+        pointer = None
+        if entry is not None:
+            pointer = decode_base_weights(entry)
+            self.base_weights = {k: v for k, v in pointer.items() if k in ('path', 'prefix')}
+        given = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not given and entry is None:
+            return
+        own = self.state_dict(keep_vars=True)
+        own.pop(BASE_WEIGHTS_KEY, None)
+        trainable = set(self.trainable_names())
+        frozen_missing = [k for k in own if k not in trainable and k not in given]
+        if not frozen_missing:
+            self._frozen_from = self.base_weights if pointer is not None else {}
+            return
+        self._check_trainable_fit(given, own, trainable, prefix)
+        if pointer is not None and not same_base_weights(pointer, self._frozen_from):
+            self._load_pretrained(resolve_base_weights(pointer), pointer.get('prefix'))
+            self._frozen_from = self.base_weights
+            own = self.state_dict(keep_vars=True)
+        elif pointer is None and self._frozen_from is None:
+            raise RuntimeError(
+                f'this state dict holds {len(given)} of the {len(own)} tensors of '
+                f'{type(self).__name__} ({prefix or "no prefix"}) and names no base weights to '
+                'complete it (a trainable-only checkpoint of a model without init_cfg '
+                "type='Pretrained'): load the base weights first or use a full checkpoint")
+        for key in frozen_missing:
+            state_dict[prefix + key] = own[key].detach()
+
+    def _check_trainable_fit(self, given: Dict[str, torch.Tensor],
+                             own: Dict[str, torch.Tensor], trainable: set, prefix: str) -> None:
+        """Raise one line naming the keys and shapes where trained parameters do not fit."""
+        missing = sorted(prefix + k for k in trainable if k not in given)
+        unexpected = sorted(prefix + k for k in given if k not in own)
+        shapes = [f'{prefix}{k} {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in '
+                  'the model' for k, v in sorted(given.items())
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if missing or unexpected or shapes:
+            raise ValueError(
+                f'trainable-only checkpoint does not fit {type(self).__name__} (another '
+                f'architecture or prompt count?): shape mismatches: {"; ".join(shapes) or "none"}'
+                f'; missing keys: {missing or "none"}; unexpected keys: {unexpected or "none"}')
+
     def _fill_kv_bias(self, state_dict, prefix, *args, **kwargs) -> None:
         """Take the tuned K/V biases from a host checkpoint's fused qkv biases when absent."""
         key = prefix + 'kv_bias'
@@ -263,6 +339,7 @@ class PromptedViTMixin:
 
     def _load_pretrained(self, filename: str, prefix: Optional[str] = None) -> None:
         from mmengine.runner.checkpoint import CheckpointLoader
+        source = dict(path=filename, prefix=prefix)
         checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
         state_dict = checkpoint
         for key in ('state_dict', 'model', 'module'):
@@ -278,8 +355,13 @@ class PromptedViTMixin:
             if not state_dict:
                 raise KeyError(f'checkpoint {filename} has no key starting with {prefix!r}')
         state_dict = self._adapt_pretrained(dict(state_dict))
-        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        self._loading_base = True
+        try:
+            missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        finally:
+            self._loading_base = False
         self.check_loaded_keys(missing, unexpected, filename)
+        self._frozen_from = source
         print_log(f'{type(self).__name__}: loaded pre-trained weights from {filename}',
                   logger='current')
 

@@ -1,0 +1,97 @@
+# DA-VPT on your own classification data: mmpretrain's CustomDataset, one folder per class.
+#
+#   data/custom_cls/
+#     train/<class name>/<any name>.jpg   (.png, .bmp, ... any extension mmpretrain reads)
+#     val/<class name>/...
+#     test/<class name>/...               (no test split? set test_dataloader = val_dataloader)
+#
+# Class indices follow the sorted folder names of train/ (every split needs the same folders).
+# Change: data_root, num_classes (the number of class folders) and, for images far from 224x224,
+# crop_size. Before a long run, choose the learning rate, the prompt counts and beta / lambda
+# with tools/tune.py (see Choosing hyperparameters in the README); the values below are the
+# documented defaults, not a tuned setting.
+#
+#   python tools/train.py configs/custom/davpt_vit-b16-in21k_1xb32-100e_custom-cls-224.py
+#   python tools/test.py configs/custom/davpt_vit-b16-in21k_1xb32-100e_custom-cls-224.py \
+#       work_dirs/davpt_vit-b16-in21k_1xb32-100e_custom-cls-224/epoch_100.pth
+#
+# Checkpoints keep only the trained parameters (TrainableCheckpointHook, about 1 MB besides the
+# head); they name the base checkpoint of init_cfg, which every loader reads under them.
+_base_ = [
+    '../_base_/models/davpt_vit-b16.py',
+    '../_base_/schedules/adamw_bs32_100e_warmup10_cosine.py',
+    '../_base_/default_runtime_cls.py',
+]
+
+# ---------------------------------------------------------------- what you change
+data_root = 'data/custom_cls'
+num_classes = 10
+crop_size = 224
+# Optional: classes = ['cat', 'dog', ...] (names in index order; default: the folder names).
+
+# ---------------------------------------------------------------- the model
+model = dict(
+    backbone=dict(
+        img_size=crop_size,
+        num_prompts=10,
+        guided_layers=(10, 11),
+        num_guided_prompts=10,
+        bias_tune=None,  # 'kv' for DA-VPT+
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+    data_preprocessor=dict(num_classes=num_classes),
+    head=dict(num_classes=num_classes))
+
+# ---------------------------------------------------------------- the data
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=crop_size),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=crop_size * 8 // 7, edge='short'),
+    dict(type='CenterCrop', crop_size=crop_size),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    # The authors' class-balanced batches: sampler=dict(type='ClassBalancedSampler',
+    # samples_per_class=2) (the batch size must be a multiple of it).
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='train', pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='val', pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='test', pipeline=test_pipeline))
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+
+# ---------------------------------------------------------------- training
+# Weight decay on the prompts and the head's weight; none on biases and 1-D parameters.
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-3, weight_decay=0.01),
+    paramwise_cfg=dict(
+        bias_decay_mult=0.0,
+        norm_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={'backbone.prompts': dict(decay_mult=1.0)}))
+
+custom_hooks = [
+    dict(type='ClassPromptMappingHook', samples_per_class=10, first_update=1),
+    dict(type='PromptMetricLossHook', beta=0.05, lam=0.05),
+    dict(type='TrainableCheckpointHook'),
+]
