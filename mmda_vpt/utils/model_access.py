@@ -2,6 +2,7 @@
 from typing import Callable, Dict
 
 import torch.nn as nn
+from mmpretrain.utils import get_ori_model
 
 __all__ = ['unwrap_model', 'get_davpt_backbone', 'add_loss_callback', 'remove_loss_callback']
 
@@ -10,10 +11,18 @@ LossCallback = Callable[[nn.Module, object, list, Dict], None]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DDP / FSDP / mmengine wrappers."""
-    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
+    """The model inside a model wrapper (DDP, FSDP, mmengine's), or the model itself.
+
+    mmpretrain's ``get_ori_model``: the wrappers are those registered in mmengine's
+    ``MODEL_WRAPPERS`` (``is_model_wrapper``). Kept under this name for the package's users.
+
+    Args:
+        model (nn.Module): A model, wrapped or not.
+
+    Returns:
+        nn.Module: The unwrapped model.
+    """
+    return get_ori_model(model)
 
 
 def get_davpt_backbone(model: nn.Module, who: str = 'this hook'):
