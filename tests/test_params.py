@@ -4,6 +4,7 @@ from unittest import TestCase
 
 import torch.nn as nn
 from mmengine.logging import MMLogger
+from mmengine.model import BaseTTAModel
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.utils import count_params, log_trainable_params, unwrap_model
@@ -18,6 +19,12 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+class _TTA(BaseTTAModel):
+
+    def merge_preds(self, data_samples_list):
+        return data_samples_list
 
 
 def _logged(fn) -> list:
@@ -38,6 +45,10 @@ class TestParams(TestCase):
         # mmengine's model wrappers (here DataParallel, which runs on the CPU) are unwrapped.
         self.assertIs(unwrap_model(nn.DataParallel(model)), model)
         self.assertIs(unwrap_model(model), model)
+        # The test-time-augmentation model (tools/test.py --tta), wrapped or not.
+        model.test_step = lambda data: data
+        self.assertIs(unwrap_model(_TTA(model)), model)
+        self.assertIs(unwrap_model(nn.DataParallel(_TTA(model))), model)
         holder = nn.Module()
         holder.module = model  # a `module` attribute alone does not make a wrapper
         self.assertIs(unwrap_model(holder), holder)

@@ -2,6 +2,7 @@
 from typing import Callable, Dict
 
 import torch.nn as nn
+from mmengine.model import BaseTTAModel
 from mmpretrain.utils import get_ori_model
 
 __all__ = ['unwrap_model', 'get_davpt_backbone', 'add_loss_callback', 'remove_loss_callback']
@@ -11,18 +12,23 @@ LossCallback = Callable[[nn.Module, object, list, Dict], None]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside a model wrapper (DDP, FSDP, mmengine's), or the model itself.
+    """The model inside a model wrapper and a test-time-augmentation model, or the model itself.
 
-    mmpretrain's ``get_ori_model``: the wrappers are those registered in mmengine's
-    ``MODEL_WRAPPERS`` (``is_model_wrapper``). Kept under this name for the package's users.
+    mmpretrain's ``get_ori_model`` (the wrappers are those of mmengine's ``MODEL_WRAPPERS``:
+    ``is_model_wrapper``), then the ``module`` of an mmengine ``BaseTTAModel`` (such as
+    ``SegTTAModel``, which ``tools/test.py --tta`` builds around the model), itself maybe
+    wrapped.
 
     Args:
         model (nn.Module): A model, wrapped or not.
 
     Returns:
-        nn.Module: The unwrapped model.
+        nn.Module: The classifier or segmentor that holds the backbone.
     """
-    return get_ori_model(model)
+    model = get_ori_model(model)
+    if isinstance(model, BaseTTAModel):
+        model = get_ori_model(model.module)
+    return model
 
 
 def get_davpt_backbone(model: nn.Module, who: str = 'this hook'):
