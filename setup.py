@@ -25,7 +25,7 @@ setup(
     'mmsegmentation',
     long_description=open('README.md').read() if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
-    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    packages=find_packages(exclude=('tests', 'tests.*', 'benchmarks', 'benchmarks.*', 'configs', 'tools')),
     python_requires='>=3.9',
     # Ranges tested: torch 2.14.1, mmcv 2.1.0 (with ops), mmengine 0.10.7, mmpretrain 1.2.0,
     # mmsegmentation 1.2.2. mmcv is built by tools/setup_env.sh, so it is not listed here.

@@ -71,6 +71,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:  # run as a script: its helpers import as ``benchmarks.*``
+    sys.path.append(REPO)
+
 __all__ = [
     'SIZES', 'TARGETS', 'BenchSize', 'Variant', 'build_variants', 'attach_davpt_hooks',
     'check_frozen_grads', 'count_step_flops', 'count_step_host_reads', 'step_peak_bytes',
@@ -458,8 +462,8 @@ def count_step_flops(variant: Variant) -> Dict[str, object]:
 
 def count_step_host_reads(variant: Variant) -> int:
     """Host reads of tensor values in one training step (host-device synchronizations on an
-    accelerator), counted with :func:`mmda_vpt.utils.host_reads.count_host_reads`."""
-    from mmda_vpt.utils.host_reads import count_host_reads
+    accelerator), counted with :func:`benchmarks.host_reads.count_host_reads`."""
+    from benchmarks.host_reads import count_host_reads
     with count_host_reads() as reads:
         variant.train_step()
     return reads.total

@@ -4,7 +4,6 @@
 test runs.
 """
 import contextlib
-import importlib.util
 import io
 import json
 import math
@@ -13,17 +12,9 @@ import os.path as osp
 import tempfile
 from unittest import TestCase
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.utils import load_tool
 
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-aggregate = _load_tool('aggregate_results')
+aggregate = load_tool('aggregate_results')
 gen = aggregate.gen_configs
 
 SEG_TEST_CONFIG = "model = dict(type='EncoderDecoder')\ntta_model = dict(type='SegTTAModel')\n"

@@ -1,5 +1,4 @@
-"""Smoke test of ``benchmarks/step_cost.py`` at tiny sizes: structure only, never speed."""
-import importlib.util
+"""Smoke tests of ``benchmarks/`` at tiny sizes: structure only, never speed."""
 import json
 import os.path as osp
 import tempfile
@@ -7,23 +6,15 @@ from unittest import TestCase
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_step_cost():
-    """Import the benchmark script (``benchmarks/`` is not a package)."""
-    path = osp.join(ROOT, 'benchmarks', 'step_cost.py')
-    spec = importlib.util.spec_from_file_location('step_cost', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import step_cost
+from benchmarks.class_clustering import time_class_clustering
 
 
 class TestStepCostBenchmark(TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.bench = load_step_cost()
+        cls.bench = step_cost
         cls.threads = torch.get_num_threads()
         torch.set_num_threads(1)
 
@@ -138,3 +129,12 @@ class TestStepCostBenchmark(TestCase):
         matmul = 2 * batch * heads * tokens * tokens * dim  # one (T x d) @ (d x T) product
         self.assertEqual(forward.get_total_flops(), 2 * matmul)
         self.assertEqual(backward.get_total_flops(), 5 * matmul)
+
+
+class TestClassClusteringTiming(TestCase):
+
+    def test_timing_helper(self):
+        timing = time_class_clustering(num_classes=60, dim=16, num_prompts=4, repeats=1)
+        self.assertEqual(set(timing), {'initial_ms', 'update_ms', 'update_ms_min', 'changed'})
+        self.assertGreater(timing['initial_ms'], 0)
+        self.assertGreater(timing['update_ms'], 0)

@@ -5,8 +5,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from mmda_vpt.utils.class_kmeans import (balanced_assignment, cluster_sizes, initial_class_map,
-                                         normalize_rows, reseed_empty, time_class_clustering,
-                                         update_class_map, warm_kmeans)
+                                         normalize_rows, reseed_empty, update_class_map,
+                                         warm_kmeans)
 
 
 def grouped_features(num_groups=5, per_group=8, dim=32, spread=0.1, seed=0):
@@ -152,12 +152,6 @@ class TestClassKMeans(TestCase):
             update_class_map(features, np.full(40, 5), np.zeros((5, 32)))
         with self.assertRaisesRegex(ValueError, 'same D'):
             warm_kmeans(features, np.zeros((5, 3)))
-
-    def test_timing_helper(self):
-        timing = time_class_clustering(num_classes=60, dim=16, num_prompts=4, repeats=1)
-        self.assertEqual(set(timing), {'initial_ms', 'update_ms', 'update_ms_min', 'changed'})
-        self.assertGreater(timing['initial_ms'], 0)
-        self.assertGreater(timing['update_ms'], 0)
 
 
 def random_rotation(dim, rng):

@@ -20,6 +20,7 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
 import mmda_vpt  # noqa: F401
+from benchmarks.host_reads import count_host_reads
 from mmda_vpt.engine.hooks import ClassPromptMappingHook
 from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CHECKPOINT_KEY,
                                                             guided_prompt_count,
@@ -27,7 +28,6 @@ from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CHECKPOINT_KEY,
 from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
 from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
 from mmda_vpt.utils.class_prompt_map import ClassPromptMap
-from mmda_vpt.utils.host_reads import count_host_reads
 
 from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
 

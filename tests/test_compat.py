@@ -4,7 +4,6 @@ The end-to-end tests train the toy classifier of tests/data/configs/toy_cls.py i
 exactly as a user runs the tools: one straight 2-epoch run shared by the tests, a run resumed
 from its epoch-1 checkpoint, a 2-process torchrun run on the CPU and a test.py run.
 """
-import importlib.util
 import io
 import json
 import os
@@ -15,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from types import ModuleType
 from unittest import TestCase, mock
 
 import numpy as np
@@ -29,22 +27,14 @@ from PIL import Image
 
 import mmda_vpt  # noqa: F401  (applies the compatibility patches)
 from mmda_vpt.utils.compat import apply_compat_patches, checkpoint_safe_globals
+from tests.utils import REPO, load_script
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
 SUBPROCESS_TIMEOUT = 600
-
-
-def _load_tool(path: str, name: str) -> ModuleType:
-    """Imports a script of tools/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _free_port() -> int:
@@ -240,8 +230,8 @@ class TestTrainToolArgs(TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.train_tool = _load_tool(TRAIN, 'mmda_vpt_tools_train')
-        cls.test_tool = _load_tool(TEST, 'mmda_vpt_tools_test')
+        cls.train_tool = load_script(TRAIN, 'mmda_vpt_tools_train')
+        cls.test_tool = load_script(TEST, 'mmda_vpt_tools_test')
 
     def _merged(self, *argv):
         args = self.train_tool.parse_args([TOY_CONFIG, *argv])

@@ -10,7 +10,6 @@ import copy
 import gc
 import glob
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -36,22 +35,14 @@ from mmseg.registry import MODELS as SEG_MODELS
 import mmda_vpt  # noqa: F401  (registration, and mmengine's mmpretrain:: look-ups)
 from mmpretrain.utils import register_all_modules as register_pretrain_modules  # noqa: E402
 from mmseg.utils import register_all_modules as register_seg_modules  # noqa: E402
+from tests.utils import REPO as ROOT
+from tests.utils import load_tool
 
 register_pretrain_modules(init_default_scope=False)
 register_seg_modules(init_default_scope=False)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen_configs = _load_tool('gen_configs')
-aggregate_results = _load_tool('aggregate_results')
+gen_configs = load_tool('gen_configs')
+aggregate_results = load_tool('aggregate_results')
 
 CONFIGS: List[str] = sorted(
     osp.relpath(p, ROOT) for folder in gen_configs.GENERATED_DIRS

@@ -1,7 +1,6 @@
 """Checkpoint conversion (Google npz / timm / safetensors / MAE / MoCo v3) against timm."""
 import argparse
 import copy
-import importlib.util
 import os.path as osp
 import tempfile
 from typing import Dict, Optional
@@ -21,11 +20,11 @@ import mmda_vpt  # noqa: F401  (registers DAVPTViT)
 from mmda_vpt.utils.vit_checkpoint import (SRC_FORMATS, convert_vit_checkpoint,
                                            convert_vit_weights, load_source_checkpoint,
                                            save_converted_checkpoint)
+from tests.utils import load_tool
 
 DIM, DEPTH, HEADS, MLP, IMG, PATCH = 64, 2, 4, 256, 32, 8
 GRID = IMG // PATCH
 TOL = 1e-5
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def make_timm_vit(seed: int = 0, **kwargs) -> torch.nn.Module:
@@ -456,10 +455,7 @@ class TestViTCheckpointConversion(ConverterTestCase):
 class TestConvertViTTool(ConverterTestCase):
 
     def test_cli(self):
-        spec = importlib.util.spec_from_file_location(
-            'convert_vit', osp.join(REPO, 'tools', 'model_converters', 'convert_vit.py'))
-        tool = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tool)
+        tool = load_tool('model_converters/convert_vit')
         out = self.path('cli/mmpretrain.pth')
         tool.main([self.sources['npz'], out, '--src-format', 'npz', '--dst', 'mmpretrain'])
         saved = torch.load(out, map_location='cpu', weights_only=True)

@@ -14,8 +14,8 @@ from mmseg.registry import MODELS as SEG_MODELS
 from mmseg.structures import SegDataSample
 
 import mmda_vpt  # noqa: F401
+from benchmarks.host_reads import count_host_reads
 from mmda_vpt.engine.hooks import PromptMetricLossHook
-from mmda_vpt.utils.host_reads import count_host_reads
 from mmda_vpt.utils.labels import patch_labels
 
 from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg

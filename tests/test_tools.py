@@ -4,7 +4,7 @@ from unittest import TestCase
 
 from mmengine.config import Config
 
-from .test_compat import REPO, _load_tool
+from tests.utils import REPO, load_tool
 
 SEG_CONFIG = osp.join(REPO, 'configs', 'da_vpt', 'setr_pup_vitl_ade20k.py')
 CLS_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
@@ -13,7 +13,7 @@ CLS_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
 class TestTestTool(TestCase):
 
     def setUp(self):
-        self.tool = _load_tool(osp.join(REPO, 'tools', 'test.py'), 'mmda_vpt_test_tool')
+        self.tool = load_tool('test', 'mmda_vpt_test_tool')
 
     def test_tta_wraps_the_model(self):
         args = self.tool.parse_args([SEG_CONFIG, 'ckpt.pth', '--tta', '--work-dir', 'wd'])

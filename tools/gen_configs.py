@@ -1,9 +1,11 @@
 """Generate the paper's configs under ``configs/da_vpt`` and ``configs/baselines`` from one table.
 
-Every file in those two folders is written by this script; the tables below (tasks, backbones,
-methods, the paper's numbers) and ``tools/authors_hyperparameters.csv`` (the authors' per-task
-DA-VPT settings) are the single source. After editing a table, regenerate and commit the files;
-``tests/test_configs.py`` fails while the committed files differ from what this script writes.
+Every file in those two folders is written by this script, and so are the segmentation tasks'
+heads, ``configs/_base_/models/setr-pup_vit-l16_{task}.py``; the tables below (tasks,
+backbones, methods, the paper's numbers) and ``tools/authors_hyperparameters.csv`` (the
+authors' per-task DA-VPT settings) are the single source. After editing a table, regenerate and
+commit the files; ``tests/test_configs.py`` fails while the committed files differ from what
+this script writes.
 
 The authors' table (``authors_hyperparameters.csv``, one row per config file of their release,
 github.com/Noahsark/DA-VPT ``configs/{fgvc,vtab}/*.yaml``; meanings from their ``params.py``,
@@ -498,6 +500,11 @@ def seg_config_path(method: Method, task: SegTask) -> str:
     return osp.join('configs', method.folder, name)
 
 
+def seg_heads_base_path(task: SegTask) -> str:
+    """``configs/_base_/models/setr-pup_vit-l16_{task}.py``: the task's SETR-PUP heads."""
+    return osp.join('configs', '_base_', 'models', f'setr-pup_vit-l16_{task.key}.py')
+
+
 def _alias_path(method: Method, task: SegTask) -> str:
     suffix = {'davpt': '', 'davpt-plus': '_plus', 'vpt-deep': '_vpt_deep',
               'full-ft': '_full_ft'}[method.key]
@@ -726,14 +733,12 @@ def render_cls(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
 
 
 def _seg_aux_heads(num_classes: int) -> str:
-    heads = []
-    for index in range(3):
-        heads.append(
-            '        dict(\n'
+    """The three auxiliary heads, one written once, read the backbone's outputs 0, 1 and 2."""
+    return ('        dict(\n'
             "            type='SETRUPHead',\n"
             '            in_channels=1024,\n'
             '            channels=256,\n'
-            f'            in_index={index},\n'
+            '            in_index=index,\n'
             f'            num_classes={num_classes},\n'
             '            dropout_ratio=0,\n'
             '            norm_cfg=norm_cfg,\n'
@@ -742,8 +747,33 @@ def _seg_aux_heads(num_classes: int) -> str:
             '            kernel_size=3,\n'
             '            align_corners=False,\n'
             "            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, "
-            'loss_weight=0.4)),\n')
-    return ''.join(heads)
+            'loss_weight=0.4))\n'
+            '        for index in range(3)\n')
+
+
+def render_seg_heads_base(task: SegTask) -> str:
+    """The ``_base_`` model file of one segmentation task: mmseg's SETR-PUP with the heads.
+
+    The auxiliary heads are a list, which a config that inherits them can only replace whole,
+    and their number of classes is the task's: hence one such file per task, which every
+    method's config of the task inherits.
+    """
+    return ''.join([
+        HEADER, '#\n',
+        _comment(f'mmseg\'s SETR-PUP with the heads of the paper\'s {task.title} configs '
+                 f'({task.num_classes} classes), which every method\'s config of the task '
+                 'inherits: the decode head reads the fourth backbone output and the three '
+                 'auxiliary heads (2 convolutions each, loss weight 0.4) the first three; the '
+                 'configs set the backbone (its outputs: layers 9, 12, 18 and 24, 1-based), the '
+                 'crop size and the test mode.'),
+        "_base_ = 'mmseg::_base_/models/setr_pup.py'\n\n",
+        "norm_cfg = dict(type='SyncBN', requires_grad=True)\n",
+        'model = dict(\n',
+        f'    decode_head=dict(num_classes={task.num_classes}, in_index=3),\n',
+        '    auxiliary_head=[\n',
+        _seg_aux_heads(task.num_classes),
+        '    ])\n',
+    ])
 
 
 def render_seg(method: Method, task: SegTask) -> str:
@@ -767,13 +797,12 @@ def render_seg(method: Method, task: SegTask) -> str:
         _comment('mIoU-MS: test with the TTA model (tta_model with tta_pipeline: scales 0.5 to '
                  '1.75 and horizontal flip).'),
         '_base_ = [\n',
-        "    'mmseg::_base_/models/setr_pup.py',\n",
+        f"    '../_base_/models/{osp.basename(seg_heads_base_path(task))}',\n",
         f'    {task.dataset_base!r},\n',
         f'    {task.schedule_base!r},\n',
         "    '../_base_/default_runtime_seg.py',\n",
         ']\n\n',
         f'crop_size = ({crop}, {crop})\n',
-        "norm_cfg = dict(type='SyncBN', requires_grad=True)\n",
         'model = dict(\n',
         '    data_preprocessor=dict(size=crop_size),\n',
         '    pretrained=None,\n',
@@ -794,10 +823,6 @@ def render_seg(method: Method, task: SegTask) -> str:
         lines += [line + '\n' for line in _backbone_prompt_lines(method, guidance, ' ' * 8)]
     lines += [
         f"        init_cfg=dict(type='Pretrained', checkpoint={SEG_BACKBONE.checkpoint!r})),\n",
-        f'    decode_head=dict(num_classes={task.num_classes}, in_index=3),\n',
-        '    auxiliary_head=[\n',
-        _seg_aux_heads(task.num_classes),
-        '    ],\n',
         f"    test_cfg=dict(mode='slide', crop_size=crop_size, stride=({task.stride}, "
         f'{task.stride})))\n\n',
         '# 8 GPUs x 2 images = 16 per iteration, as SETR.\n',
@@ -831,6 +856,8 @@ def render_all() -> Dict[str, str]:
             for task in TASKS:
                 files[cls_config_path(method, backbone, task)] = render_cls(
                     method, backbone, task)
+    for task in SEG_TASKS:
+        files[seg_heads_base_path(task)] = render_seg_heads_base(task)
     for method in SEG_METHODS:
         for task in SEG_TASKS:
             files[seg_config_path(method, task)] = render_seg(method, task)

@@ -10,14 +10,13 @@
 # mIoU-MS: test with the TTA model (tta_model with tta_pipeline: scales 0.5 to 1.75 and horizontal
 # flip).
 _base_ = [
-    'mmseg::_base_/models/setr_pup.py',
+    '../_base_/models/setr-pup_vit-l16_ade20k.py',
     'mmseg::_base_/datasets/ade20k.py',
     '../_base_/schedules/setr_sgd_160k.py',
     '../_base_/default_runtime_seg.py',
 ]
 
 crop_size = (512, 512)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
@@ -34,48 +33,6 @@ model = dict(
         interpolate_mode='bilinear',
         drop_rate=0.0,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_in21k_mmseg.pth')),
-    decode_head=dict(num_classes=150, in_index=3),
-    auxiliary_head=[
-        dict(
-            type='SETRUPHead',
-            in_channels=1024,
-            channels=256,
-            in_index=0,
-            num_classes=150,
-            dropout_ratio=0,
-            norm_cfg=norm_cfg,
-            act_cfg=dict(type='ReLU'),
-            num_convs=2,
-            kernel_size=3,
-            align_corners=False,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-        dict(
-            type='SETRUPHead',
-            in_channels=1024,
-            channels=256,
-            in_index=1,
-            num_classes=150,
-            dropout_ratio=0,
-            norm_cfg=norm_cfg,
-            act_cfg=dict(type='ReLU'),
-            num_convs=2,
-            kernel_size=3,
-            align_corners=False,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-        dict(
-            type='SETRUPHead',
-            in_channels=1024,
-            channels=256,
-            in_index=2,
-            num_classes=150,
-            dropout_ratio=0,
-            norm_cfg=norm_cfg,
-            act_cfg=dict(type='ReLU'),
-            num_convs=2,
-            kernel_size=3,
-            align_corners=False,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-    ],
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
 # 8 GPUs x 2 images = 16 per iteration, as SETR.

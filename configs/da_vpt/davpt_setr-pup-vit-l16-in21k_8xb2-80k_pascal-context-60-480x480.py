@@ -11,14 +11,13 @@
 # mIoU-MS: test with the TTA model (tta_model with tta_pipeline: scales 0.5 to 1.75 and horizontal
 # flip).
 _base_ = [
-    'mmseg::_base_/models/setr_pup.py',
+    '../_base_/models/setr-pup_vit-l16_pascal-context-60.py',
     '../_base_/datasets/pascal_context_60_480x480.py',
     '../_base_/schedules/setr_sgd_80k.py',
     '../_base_/default_runtime_seg.py',
 ]
 
 crop_size = (480, 480)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
@@ -39,48 +38,6 @@ model = dict(
         num_guided_prompts=10,
         bias_tune=None,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_in21k_mmseg.pth')),
-    decode_head=dict(num_classes=60, in_index=3),
-    auxiliary_head=[
-        dict(
-            type='SETRUPHead',
-            in_channels=1024,
-            channels=256,
-            in_index=0,
-            num_classes=60,
-            dropout_ratio=0,
-            norm_cfg=norm_cfg,
-            act_cfg=dict(type='ReLU'),
-            num_convs=2,
-            kernel_size=3,
-            align_corners=False,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-        dict(
-            type='SETRUPHead',
-            in_channels=1024,
-            channels=256,
-            in_index=1,
-            num_classes=60,
-            dropout_ratio=0,
-            norm_cfg=norm_cfg,
-            act_cfg=dict(type='ReLU'),
-            num_convs=2,
-            kernel_size=3,
-            align_corners=False,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-        dict(
-            type='SETRUPHead',
-            in_channels=1024,
-            channels=256,
-            in_index=2,
-            num_classes=60,
-            dropout_ratio=0,
-            norm_cfg=norm_cfg,
-            act_cfg=dict(type='ReLU'),
-            num_convs=2,
-            kernel_size=3,
-            align_corners=False,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-    ],
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(320, 320)))
 
 # 8 GPUs x 2 images = 16 per iteration, as SETR.

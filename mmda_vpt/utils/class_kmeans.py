@@ -1,7 +1,7 @@
 """Clustering of per-class mean features into prompt groups: DA-VPT's class-to-prompt map.
 
 Plain functions on arrays, with no runner: :class:`ClassPromptMappingHook` calls them, the tests
-check them on synthetic features and the benchmark times them.
+check them on synthetic features and the benchmarks (``benchmarks/``) time them.
 
 - :func:`initial_class_map` clusters the L2-normalized class features with scikit-learn's
   ``KMeans`` (k-means++ with a fixed seed) into M groups: class -> prompt.
@@ -19,14 +19,16 @@ Both take ``metric='euclidean'`` (plain k-means on the normalized features, the 
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
+
+from ._moved import moved_getattr
 
 __all__ = [
     'ClassMap', 'normalize_rows', 'initial_class_map', 'warm_kmeans', 'update_class_map',
     'anchored_centroids', 'reseed_empty', 'balanced_assignment', 'balanced_kmeans',
-    'cluster_sizes', 'time_class_clustering', 'KMEANS_METRICS', 'EMPTY_CLUSTER_MODES'
+    'cluster_sizes', 'KMEANS_METRICS', 'EMPTY_CLUSTER_MODES'
 ]
 
 KMEANS_METRICS = ('euclidean', 'cosine')
@@ -536,46 +538,4 @@ def cluster_sizes(class_to_prompt: np.ndarray, num_prompts: int) -> np.ndarray:
     return np.bincount(np.asarray(class_to_prompt, dtype=np.int64), minlength=num_prompts)
 
 
-def time_class_clustering(num_classes: int = 1000,
-                          dim: int = 1024,
-                          num_prompts: int = 20,
-                          repeats: int = 5,
-                          seed: int = 0,
-                          metric: str = 'euclidean',
-                          threads: Optional[int] = 1) -> Dict[str, float]:
-    """Time the initial and the warm-started clustering of random grouped class features.
-
-    The features are ``num_prompts`` Gaussian groups; the warm start re-clusters them after a
-    small shift, as an epoch of training would. For the benchmark; nothing is asserted.
-
-    Args:
-        num_classes: C. Defaults to 1000.
-        dim: D. Defaults to 1024.
-        num_prompts: M. Defaults to 20.
-        repeats: Timed repetitions; the median is reported. Defaults to 5.
-        seed: Seed of the synthetic features and of k-means. Defaults to 0.
-        metric: ``'euclidean'`` or ``'cosine'``. Defaults to ``'euclidean'``.
-        threads: BLAS / OpenMP threads of the clustering (None: the libraries' own).
-            Defaults to 1.
-
-    Returns:
-        dict: ``initial_ms`` and ``update_ms`` (medians), ``update_ms_min``, ``changed`` (classes
-        that changed prompt in the last update).
-    """
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(num_prompts, dim))
-    groups = rng.integers(0, num_prompts, num_classes)
-    features = centres[groups] + 0.3 * rng.normal(size=(num_classes, dim))
-    shifted = features + 0.05 * rng.normal(size=features.shape)
-    initial_ms, update_ms = [], []
-    changed = 0
-    for _ in range(repeats):
-        first = initial_class_map(features, num_prompts, seed=seed, metric=metric,
-                                  threads=threads)
-        initial_ms.append(first.elapsed_ms)
-        second = update_class_map(shifted, first.class_to_prompt, first.centroids,
-                                  metric=metric, threads=threads)
-        update_ms.append(second.elapsed_ms)
-        changed = int((second.class_to_prompt != first.class_to_prompt).sum())
-    return dict(initial_ms=float(np.median(initial_ms)), update_ms=float(np.median(update_ms)),
-                update_ms_min=float(np.min(update_ms)), changed=float(changed))
+__getattr__ = moved_getattr(__name__)  # time_class_clustering: see _moved.MOVED

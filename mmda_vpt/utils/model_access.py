@@ -2,6 +2,8 @@
 from typing import Callable, Dict
 
 import torch.nn as nn
+from mmengine.model import BaseTTAModel
+from mmpretrain.utils import get_ori_model
 
 __all__ = ['unwrap_model', 'get_davpt_backbone', 'add_loss_callback', 'remove_loss_callback']
 
@@ -10,9 +12,22 @@ LossCallback = Callable[[nn.Module, object, list, Dict], None]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DDP / FSDP / mmengine wrappers."""
-    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
-        model = model.module
+    """The model inside a model wrapper and a test-time-augmentation model, or the model itself.
+
+    mmpretrain's ``get_ori_model`` (the wrappers are those of mmengine's ``MODEL_WRAPPERS``:
+    ``is_model_wrapper``), then the ``module`` of an mmengine ``BaseTTAModel`` (such as
+    ``SegTTAModel``, which ``tools/test.py --tta`` builds around the model), itself maybe
+    wrapped.
+
+    Args:
+        model (nn.Module): A model, wrapped or not.
+
+    Returns:
+        nn.Module: The classifier or segmentor that holds the backbone.
+    """
+    model = get_ori_model(model)
+    if isinstance(model, BaseTTAModel):
+        model = get_ori_model(model.module)
     return model
 
 

@@ -1,5 +1,5 @@
-"""Trainable-parameter accounting (the paper's #Param column)."""
-from typing import Tuple
+"""Trainable-parameter accounting (the paper's #Param column), counted and logged in one place."""
+from typing import Optional, Tuple
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -8,20 +8,38 @@ from .model_access import unwrap_model
 
 __all__ = ['count_params', 'log_trainable_params']
 
+_LOGGED_KEY = '_mmda_vpt_params_logged'
+
 
 def count_params(model: nn.Module) -> Tuple[int, int]:
-    """(trainable, total) parameter counts of the unwrapped model."""
+    """Count the parameters of the unwrapped model.
+
+    Args:
+        model (nn.Module): A model (wrapped or not) or any module, such as a backbone.
+
+    Returns:
+        tuple[int, int]: The trainable (``requires_grad``) and the total parameter counts.
+    """
     params = list(unwrap_model(model).parameters())
     return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
-def log_trainable_params(model: nn.Module) -> None:
-    """Log the trainable parameter count and its share of the whole model, once per model."""
+def log_trainable_params(model: nn.Module, details: Optional[str] = None,
+                         once: bool = True) -> None:
+    """Log the trainable parameter count of the unwrapped model and its share of the whole.
+
+    Args:
+        model (nn.Module): A model (wrapped or not) or any module, such as a backbone.
+        details (str, optional): Appended to the line after a semicolon. Defaults to None.
+        once (bool): Log once per model instance; later calls do nothing. Defaults to True.
+    """
     inner = unwrap_model(model)
-    if inner.__dict__.get('_mmda_vpt_params_logged'):
-        return
-    inner.__dict__['_mmda_vpt_params_logged'] = True
+    if once:
+        if inner.__dict__.get(_LOGGED_KEY):
+            return
+        inner.__dict__[_LOGGED_KEY] = True
     trainable, total = count_params(inner)
-    print_log(f'Trainable parameters: {trainable:,} of {total:,} '
-              f'({100.0 * trainable / max(total, 1):.2f}%, {trainable / 1e6:.3f}M)',
+    print_log(f'{type(inner).__name__}: {trainable:,} trainable of {total:,} parameters '
+              f'({100.0 * trainable / max(total, 1):.3f}%, {trainable / 1e6:.3f}M)'
+              + (f'; {details}' if details else ''),
               logger='current')

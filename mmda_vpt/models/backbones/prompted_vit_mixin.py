@@ -567,14 +567,11 @@ class PromptedViTMixin:
     # ------------------------------------------------------------------ reporting
     def param_summary(self) -> Tuple[int, int]:
         """(trainable, total) parameter counts of this backbone."""
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return trainable, total
+        from mmda_vpt.utils.params import count_params
+        return count_params(self)
 
     def log_param_summary(self) -> None:
-        trainable, total = self.param_summary()
-        print_log(
-            f'{type(self).__name__}: {trainable:,} trainable of {total:,} parameters '
-            f'({100.0 * trainable / max(total, 1):.3f}%); prompts per layer {self.prompt_counts}, '
-            f'guided layers {self.guided_layers}, bias_tune={self.bias_tune}',
-            logger='current')
+        from mmda_vpt.utils.params import log_trainable_params
+        log_trainable_params(self, once=False, details=(
+            f'prompts per layer {self.prompt_counts}, guided layers {self.guided_layers}, '
+            f'bias_tune={self.bias_tune}'))
