@@ -28,7 +28,7 @@ import mmda_vpt  # noqa: F401
 from mmda_vpt.engine.hooks import TrainableCheckpointHook
 from mmda_vpt.utils.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
 
-from .test_compat import REPO, _load_tool
+from .utils import REPO, load_tool
 
 CLS_CONFIG = osp.join(REPO, 'configs', 'custom', 'davpt_vit-b16-in21k_1xb32-100e_custom-cls-224.py')
 SEG_CONFIG = osp.join(REPO, 'configs', 'custom',
@@ -349,8 +349,7 @@ class TestTrainableCheckpoints(TestCase):
         self.assertIn('backbone.prompts.0', moved)
 
     def test_export(self):
-        tool = _load_tool(osp.join(REPO, 'tools', 'export_checkpoint.py'),
-                          'mmda_vpt_export_tool')
+        tool = load_tool('export_checkpoint', 'mmda_vpt_export_tool')
         for host in ('cls', 'seg'):
             with self.subTest(host=host):
                 run = _RUNS[host]
@@ -440,8 +439,7 @@ class TestTrainableCheckpoints(TestCase):
                 load_checkpoint(run.build(), path, map_location='cpu')
 
     def test_show_attention(self):
-        tool = _load_tool(osp.join(REPO, 'tools', 'analysis', 'show_attention.py'),
-                          'mmda_vpt_show_attention')
+        tool = load_tool('analysis/show_attention', 'mmda_vpt_show_attention')
         for host, guided in (('cls', [1]), ('seg', [2, 3])):
             with self.subTest(host=host):
                 run = _RUNS[host]
