@@ -65,9 +65,10 @@ import train as train_tool  # noqa: E402  (tools/train.py: the stock runner, as 
 from mmda_vpt.engine.hooks.trial_report_hook import TrialReportHook  # noqa: E402
 
 __all__ = [
-    'PRESETS', 'SHORT_NAMES', 'Range', 'SearchParam', 'SearchResult', 'SearchSpec',
-    'evaluator_metrics', 'launch_workers', 'main', 'parse_args', 'parse_space', 'run_search',
-    'run_worker', 'worker_envs'
+    'PRESETS', 'SHORT_NAMES', 'Range', 'Search', 'SearchParam', 'SearchResult', 'SearchSpec',
+    'best_overrides', 'evaluator_metrics', 'launch_workers', 'main', 'make_spec', 'make_storage',
+    'parse_args', 'parse_space', 'recover_abandoned', 'resolve_path', 'run_search', 'run_worker',
+    'worker_envs', 'write_best_config'
 ]
 
 TOOL = osp.abspath(__file__)
@@ -397,6 +398,10 @@ def _resolve_key(cfg: Config, key: str) -> PathKey:
         try:
             return resolve_path(cfg, SHORT_NAMES[key], new_leaf=True)
         except KeyError as e:
+            parts = SHORT_NAMES[key].split('.')
+            if parts[0] == 'custom_hooks':
+                raise ValueError(f'{key} ({SHORT_NAMES[key]}): no {parts[1]} in custom_hooks of '
+                                 f'{cfg.filename}')
             raise ValueError(f'{key} ({SHORT_NAMES[key]}): {e.args[0]} of {cfg.filename}')
     try:
         return resolve_path(cfg, key)
@@ -475,8 +480,17 @@ def _logger(work_dir: str) -> MMLogger:
                                  log_level='INFO')
 
 
-class _Search:
-    """A search made ready: the base config of every trial, the parameters and the study."""
+class Search:
+    """A search made ready: the base config of every trial, its parameters, sampler and pruner.
+
+    Building one runs every check of the input (each raises a one-line ``ValueError``) and
+    writes nothing.
+
+    Args:
+        spec (SearchSpec): The search (see :func:`make_spec`).
+        logger (MMLogger, optional): The search's log; messages wait for
+            :meth:`set_logger` when None. Defaults to None.
+    """
 
     def __init__(self, spec: SearchSpec, logger: Optional[MMLogger] = None) -> None:
         self.spec = spec
@@ -513,6 +527,7 @@ class _Search:
             raise ValueError('--sampler grid needs a list of values for every key, not a range')
         self.sampler_name = sampler
         self.trials = spec.trials or self.grid_size or DEFAULT_SAMPLED_TRIALS
+        self.make_pruner()  # checks the pruner and its options
 
     def log(self, msg: str, level: int = logging.INFO) -> None:
         """Logs to the search's log; kept until it has one (nothing is written before the
@@ -773,7 +788,7 @@ def _count(study: optuna.Study, states: Sequence[TrialState]) -> int:
     return len(study.get_trials(deepcopy=False, states=tuple(states)))
 
 
-def _optimize(search: _Search, worker: int = 0) -> None:
+def _optimize(search: Search, worker: int = 0) -> None:
     """Run trials until ``search.trials`` are finished or running (or the grid is done)."""
     study = search.open_study(worker)
     budget = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -827,6 +842,22 @@ def launch_workers(spec_file: str, gpus: Sequence[str], work_dir: str) -> List[i
     return codes
 
 
+def _spec_to_plain(spec: SearchSpec) -> dict:
+    """The spec as built-in types only (the tool may be imported under any module name)."""
+    plain = dict(vars(spec))
+    plain['space'] = {k: (v if isinstance(v, list) else
+                          dict(range=(v.low, v.high, v.log, v.step)))
+                      for k, v in spec.space.items()}
+    return plain
+
+
+def _spec_from_plain(plain: dict) -> SearchSpec:
+    plain = dict(plain)
+    plain['space'] = {k: (v if isinstance(v, list) else Range(*v['range']))
+                      for k, v in plain['space'].items()}
+    return SearchSpec(**plain)
+
+
 def run_worker(spec_file: str, index: int = 0) -> None:
     """The body of a worker process: trials of the pickled search until its budget is spent.
 
@@ -835,14 +866,14 @@ def run_worker(spec_file: str, index: int = 0) -> None:
         index (int): The worker's index (seeds a sampled search). Defaults to 0.
     """
     with open(spec_file, 'rb') as f:
-        spec = pickle.load(f)
-    search = _Search(spec)
+        spec = _spec_from_plain(pickle.load(f))
+    search = Search(spec)
     search.set_logger(_logger(spec.work_dir))
     _optimize(search, worker=index)
 
 
 # ------------------------------------------------------------------------------ results
-def _rows(study: optuna.Study, search: _Search) -> List[dict]:
+def _rows(study: optuna.Study, search: Search) -> List[dict]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.WAITING:
@@ -866,7 +897,7 @@ def _fmt(value: Any) -> str:
     return '-' if value is None else str(value)
 
 
-def _table_md(rows: List[dict], search: _Search, best: Optional[dict]) -> str:
+def _table_md(rows: List[dict], search: Search, best: Optional[dict]) -> str:
     unit = rows[0]['unit'] if rows else 'epoch'
     names = [p.name for p in search.params]
     head = ['trial', *names, search.metric or 'metric', f'{unit}s run', 'pruned', 'state']
@@ -885,7 +916,7 @@ def _table_md(rows: List[dict], search: _Search, best: Optional[dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _picture(rows: List[dict], search: _Search, path: str) -> None:
+def _picture(rows: List[dict], search: Search, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -951,7 +982,7 @@ def _py(value: Any, indent: int = 0) -> str:
     return repr(value)
 
 
-def best_overrides(search: _Search, values: Mapping[str, Any]) -> Dict[str, Any]:
+def best_overrides(search: Search, values: Mapping[str, Any]) -> Dict[str, Any]:
     """The nested overrides that turn CONFIG into the trial with ``values``.
 
     Dicts are written down to the changed keys (a child config merges them); a list on the
@@ -987,7 +1018,14 @@ def best_overrides(search: _Search, values: Mapping[str, Any]) -> Dict[str, Any]
     return tree
 
 
-def _write_best(search: _Search, best: dict, path: str) -> None:
+def write_best_config(search: Search, best: dict, path: str) -> None:
+    """Writes ``best.py``: ``_base_ = CONFIG`` and the overrides of :func:`best_overrides`.
+
+    Args:
+        search (Search): The search.
+        best (dict): ``dict(number=..., value=..., params=..., finished=...)``.
+        path (str): The file to write.
+    """
     tree = best_overrides(search, best['params'])
     config, here = osp.abspath(search.spec.config), osp.dirname(osp.abspath(path))
     # Relative when both live in one tree (a repository's configs/ and work_dirs/).
@@ -1017,7 +1055,7 @@ def _opt(value: Any) -> str:
     return str(value)
 
 
-def report(search: _Search, study: optuna.Study) -> SearchResult:
+def report(search: Search, study: optuna.Study) -> SearchResult:
     """Write the table, the picture and ``best.py`` of the study; returns the result."""
     import json
     rows = _rows(study, search)
@@ -1044,7 +1082,7 @@ def report(search: _Search, study: optuna.Study) -> SearchResult:
     _picture(rows, search, files['picture'])
     if best is not None:
         files['best_config'] = osp.join(work_dir, 'best.py')
-        _write_best(search, best, files['best_config'])
+        write_best_config(search, best, files['best_config'])
         search.log(f'best: trial {best["number"]}, {metric} {_fmt(best["value"])}, '
                    f'{best["params"]}; config {files["best_config"]}')
     else:
@@ -1118,26 +1156,14 @@ def run_search(config: str,
     Returns:
         SearchResult: The table rows, the best trial and the files written.
     """
-    name = osp.splitext(osp.basename(config))[0]
-    work_dir = osp.abspath(work_dir or osp.join('work_dirs', 'tune', name))
-    if direction not in ('maximize', 'minimize'):
-        raise ValueError(f'direction must be maximize or minimize, got {direction!r}')
-    if sampler not in SAMPLERS:
-        raise ValueError(f'unknown sampler {sampler!r}; known: {", ".join(SAMPLERS)}')
-    if trials is not None and trials < 1:
-        raise ValueError(f'--trials must be >= 1, got {trials}')
-    spec = SearchSpec(
-        config=osp.abspath(config), space=parse_space(space), preset=preset, work_dir=work_dir,
-        trials=trials, metric=metric, direction=direction, sampler=sampler, pruner=pruner,
-        pruner_options=dict(pruner_options or {}),
-        storage=storage or f'sqlite:///{osp.join(work_dir, "study.db")}',
-        study_name=study_name or name, cfg_options=dict(cfg_options or {}),
-        val_cfg_options=dict(val_cfg_options or {}), seed=seed,
-        keep_checkpoints=keep_checkpoints, heartbeat=heartbeat)
-    if not osp.isfile(spec.config):
-        raise ValueError(f'no config file {config}')
-    search = _Search(spec)  # every check, before anything is written
-    search.make_pruner()
+    spec = make_spec(
+        config, space, preset=preset, work_dir=work_dir, trials=trials, metric=metric,
+        direction=direction, sampler=sampler, pruner=pruner, pruner_options=pruner_options,
+        storage=storage, study_name=study_name, cfg_options=cfg_options,
+        val_cfg_options=val_cfg_options, seed=seed, keep_checkpoints=keep_checkpoints,
+        heartbeat=heartbeat)
+    work_dir = spec.work_dir
+    search = Search(spec)  # every check, before anything is written
     search.set_logger(_logger(work_dir))
     search.log(f'search of {config}: {len(search.params)} keys '
                f'({", ".join(p.name for p in search.params)}), {search.sampler_name} sampler, '
@@ -1162,7 +1188,7 @@ def run_search(config: str,
         gpus = [str(g) for g in gpus]
         spec_file = osp.join(work_dir, 'search_spec.pkl')
         with open(spec_file, 'wb') as f:
-            pickle.dump(spec, f)
+            pickle.dump(_spec_to_plain(spec), f)
         search.log(f'{len(gpus)} workers, CUDA_VISIBLE_DEVICES {", ".join(gpus)}; their '
                    f'output: {osp.join(work_dir, "worker_<gpu>.log")}')
         codes = launch_workers(spec_file, gpus, work_dir)
@@ -1171,6 +1197,50 @@ def run_search(config: str,
     else:
         _optimize(search)
     return report(search, search.open_study())
+
+
+def make_spec(config: str,
+              space: Union[Sequence[str], Mapping[str, Any], None] = None,
+              *,
+              preset: Optional[str] = None,
+              work_dir: Optional[str] = None,
+              trials: Optional[int] = None,
+              metric: Optional[str] = None,
+              direction: str = 'maximize',
+              sampler: str = 'auto',
+              pruner: str = 'none',
+              pruner_options: Optional[Mapping[str, Any]] = None,
+              storage: Optional[str] = None,
+              study_name: Optional[str] = None,
+              cfg_options: Optional[Mapping[str, Any]] = None,
+              val_cfg_options: Optional[Mapping[str, Any]] = None,
+              seed: int = 0,
+              keep_checkpoints: bool = False,
+              heartbeat: Optional[int] = 60) -> SearchSpec:
+    """The :class:`SearchSpec` of :func:`run_search`'s arguments (same meaning and defaults).
+
+    Raises:
+        ValueError: On a bad direction, sampler, trial count, space item or a missing config.
+    """
+    name = osp.splitext(osp.basename(config))[0]
+    work_dir = osp.abspath(work_dir or osp.join('work_dirs', 'tune', name))
+    if direction not in ('maximize', 'minimize'):
+        raise ValueError(f'direction must be maximize or minimize, got {direction!r}')
+    if sampler not in SAMPLERS:
+        raise ValueError(f'unknown sampler {sampler!r}; known: {", ".join(SAMPLERS)}')
+    if trials is not None and trials < 1:
+        raise ValueError(f'--trials must be >= 1, got {trials}')
+    spec = SearchSpec(
+        config=osp.abspath(config), space=parse_space(space), preset=preset, work_dir=work_dir,
+        trials=trials, metric=metric, direction=direction, sampler=sampler, pruner=pruner,
+        pruner_options=dict(pruner_options or {}),
+        storage=storage or f'sqlite:///{osp.join(work_dir, "study.db")}',
+        study_name=study_name or name, cfg_options=dict(cfg_options or {}),
+        val_cfg_options=dict(val_cfg_options or {}), seed=seed,
+        keep_checkpoints=keep_checkpoints, heartbeat=heartbeat)
+    if not osp.isfile(spec.config):
+        raise ValueError(f'no config file {config}')
+    return spec
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
