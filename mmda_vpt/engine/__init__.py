@@ -1,3 +1,5 @@
-from .hooks import ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook
+from .hooks import (ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook,
+                    TrialReportHook)
 
-__all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook']
+__all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook',
+           'TrialReportHook']

@@ -1,5 +1,7 @@
 from .class_prompt_mapping_hook import ClassPromptMappingHook
 from .prompt_metric_loss_hook import PromptMetricLossHook
 from .trainable_checkpoint_hook import TrainableCheckpointHook
+from .trial_report_hook import TrialReportHook
 
-__all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook']
+__all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook',
+           'TrialReportHook']
