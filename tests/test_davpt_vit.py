@@ -250,7 +250,7 @@ class TestDAVPTViT(TestCase):
         self.assertEqual(sorted(maps), [0, 2])
         self.assertEqual(tuple(maps[2].shape), (2, 2, 1 + 3, 1 + 3 + 16))
         torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, 4))
-        self.assertIsNone(model._attn_map_layers)
+        self.assertIsNone(model.attention_recorder.layers)
 
     def test_activation_checkpointing(self):
         model = build_pretrain(with_cp=True)

@@ -1,5 +1,13 @@
+from .attention_recorder import AttentionRecorder
+from .block_parts import BlockParts
 from .davpt_vit import DAVPTViT
 from .davpt_vit_seg import DAVPTViTSeg
-from .prompted_vit_mixin import BlockParts, PromptedViTMixin, PromptTaps
+from .prompt_options import PromptOptions
+from .prompted_vit_mixin import PromptedViTMixin
+from .prompts import DeepPrompts
+from .taps import LayerTaps, PromptTaps
 
-__all__ = ['DAVPTViT', 'DAVPTViTSeg', 'PromptedViTMixin', 'PromptTaps', 'BlockParts']
+__all__ = [
+    'DAVPTViT', 'DAVPTViTSeg', 'PromptedViTMixin', 'PromptTaps', 'BlockParts', 'PromptOptions',
+    'DeepPrompts', 'LayerTaps', 'AttentionRecorder'
+]

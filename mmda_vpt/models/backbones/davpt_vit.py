@@ -1,5 +1,5 @@
 """``DAVPTViT`` for mmpretrain: its ``VisionTransformer`` with DA-VPT prompts."""
-from typing import List, Optional, Sequence
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -8,7 +8,9 @@ from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
-from .prompted_vit_mixin import BlockParts, PromptedViTMixin
+from .block_parts import BlockParts
+from .prompt_options import PromptOptions
+from .prompted_vit_mixin import PromptedViTMixin
 
 __all__ = ['DAVPTViT']
 
@@ -22,39 +24,15 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
     (keys such as ``layers.0.attn.qkv.weight``) unchanged.
 
     Args:
-        num_prompts (int): Prompts per layer; 0 gives a plain (frozen) ViT. Defaults to 10.
-        guided_layers (Sequence[int]): 0-based layers that receive metric guidance; negative
-            indices count from the end. Defaults to ``(-1,)``.
-        num_guided_prompts (int, optional): Prompts in the guided layers (the paper's M).
-            Defaults to None, meaning ``num_prompts``.
-        prompt_dropout (float): Dropout on the prompts. Defaults to 0.0.
-        prompt_init (str): ``'uniform'`` (VPT's U(-v, v), v = sqrt(6 / (3 * patch_h * patch_w +
-            dim))) or ``'xavier'``. Defaults to ``'uniform'``.
-        bias_tune (str, optional): DA-VPT+: ``'kv'`` tunes the K and V biases of attention (the
-            paper), ``'all'`` also the biases of the attention output projection, the second MLP
-            layer and the LayerNorms (the authors' code). Defaults to None.
-        learnable_cls_token (bool): Whether the CLS token trains. Defaults to False.
-        with_cp (bool): Activation checkpointing of the blocks in training. Defaults to False.
-        frozen_drop_path_rate (float): Drop-path (stochastic depth) on the residual branches of
-            the frozen blocks in training, rising linearly over the depth from 0 to this rate
-            (the authors run their frozen backbone so); the weights stay frozen. The host's own
-            ``drop_path_rate`` stays inert (VPT keeps the frozen encoder in eval mode).
-            Defaults to 0.0 (off).
-        **kwargs: mmpretrain ``VisionTransformer`` arguments.
+        *args: mmpretrain ``VisionTransformer`` positional arguments (``arch``, ...).
+        **kwargs: The prompt options of :class:`~.prompt_options.PromptOptions`
+            (``num_prompts``, ``guided_layers``, ``num_guided_prompts``, ``prompt_dropout``,
+            ``prompt_init``, ``bias_tune``, ``learnable_cls_token``, ``with_cp``,
+            ``frozen_drop_path_rate``), and mmpretrain ``VisionTransformer`` arguments.
     """
 
-    def __init__(self,
-                 *args,
-                 num_prompts: int = 10,
-                 guided_layers: Sequence[int] = (-1, ),
-                 num_guided_prompts: Optional[int] = None,
-                 prompt_dropout: float = 0.0,
-                 prompt_init: str = 'uniform',
-                 bias_tune: Optional[str] = None,
-                 learnable_cls_token: bool = False,
-                 with_cp: bool = False,
-                 frozen_drop_path_rate: float = 0.0,
-                 **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        options = PromptOptions.pop_from(kwargs)
         arch = kwargs.get('arch', args[0] if args else 'base')
         if isinstance(arch, str) and arch.lower() not in self.arch_zoo:
             raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(self.arch_zoo)} '
@@ -70,15 +48,7 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
             embed_dims=self.embed_dims,
             patch_size=tuple(patch),
             num_prefix_tokens=self.num_extra_tokens,
-            num_prompts=num_prompts,
-            guided_layers=guided_layers,
-            num_guided_prompts=num_guided_prompts,
-            prompt_dropout=prompt_dropout,
-            prompt_init=prompt_init,
-            bias_tune=bias_tune,
-            learnable_cls_token=learnable_cls_token,
-            with_cp=with_cp,
-            frozen_drop_path_rate=frozen_drop_path_rate)
+            options=options)
 
     def _block_parts(self, layer: nn.Module) -> BlockParts:
         attn = layer.attn

@@ -1,6 +1,6 @@
 """``DAVPTViT`` for mmsegmentation: its ``VisionTransformer`` with DA-VPT prompts."""
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict
 
 import torch
 import torch.nn as nn
@@ -8,7 +8,9 @@ from mmengine.logging import print_log
 from mmseg.models.backbones.vit import VisionTransformer
 from mmseg.registry import MODELS
 
-from .prompted_vit_mixin import BlockParts, PromptedViTMixin
+from .block_parts import BlockParts
+from .prompt_options import PromptOptions
+from .prompted_vit_mixin import PromptedViTMixin
 
 __all__ = ['DAVPTViTSeg']
 
@@ -24,36 +26,13 @@ class DAVPTViTSeg(PromptedViTMixin, VisionTransformer):
     with the prompts stripped.
 
     Args:
-        num_prompts (int): Prompts per layer; 0 gives a plain (frozen) ViT. Defaults to 10.
-        guided_layers (Sequence[int]): 0-based layers that receive metric guidance; negative
-            indices count from the end. Defaults to ``(-1,)``.
-        num_guided_prompts (int, optional): Prompts in the guided layers (the paper's M).
-            Defaults to None, meaning ``num_prompts``.
-        prompt_dropout (float): Dropout on the prompts. Defaults to 0.0.
-        prompt_init (str): ``'uniform'`` or ``'xavier'``. Defaults to ``'uniform'``.
-        bias_tune (str, optional): None, ``'kv'`` or ``'all'`` (see mmpretrain's ``DAVPTViT``).
-            Defaults to None.
-        learnable_cls_token (bool): Whether the CLS token trains. Defaults to False.
-        with_cp (bool): Activation checkpointing of the blocks in training. Defaults to False.
-        frozen_drop_path_rate (float): Drop-path (stochastic depth) on the residual branches of
-            the frozen blocks in training, rising linearly over the depth from 0 to this rate
-            (the authors run their frozen backbone so); the weights stay frozen. The host's own
-            ``drop_path_rate`` stays inert (VPT keeps the frozen encoder in eval mode).
-            Defaults to 0.0 (off).
-        **kwargs: mmsegmentation ``VisionTransformer`` arguments.
+        **kwargs: The prompt options of :class:`~.prompt_options.PromptOptions`
+            (see mmpretrain's ``DAVPTViT``), and mmsegmentation ``VisionTransformer``
+            arguments.
     """
 
-    def __init__(self,
-                 num_prompts: int = 10,
-                 guided_layers: Sequence[int] = (-1, ),
-                 num_guided_prompts: Optional[int] = None,
-                 prompt_dropout: float = 0.0,
-                 prompt_init: str = 'uniform',
-                 bias_tune: Optional[str] = None,
-                 learnable_cls_token: bool = False,
-                 with_cp: bool = False,
-                 frozen_drop_path_rate: float = 0.0,
-                 **kwargs) -> None:
+    def __init__(self, **kwargs) -> None:
+        options = PromptOptions.pop_from(kwargs)
         super().__init__(**kwargs)
         num_layers = len(self.layers)
         self.out_indices = [i % num_layers if -num_layers <= i < num_layers else i
@@ -67,15 +46,7 @@ class DAVPTViTSeg(PromptedViTMixin, VisionTransformer):
             embed_dims=self.cls_token.shape[-1],
             patch_size=tuple(patch),
             num_prefix_tokens=1 if self.with_cls_token else 0,
-            num_prompts=num_prompts,
-            guided_layers=guided_layers,
-            num_guided_prompts=num_guided_prompts,
-            prompt_dropout=prompt_dropout,
-            prompt_init=prompt_init,
-            bias_tune=bias_tune,
-            learnable_cls_token=learnable_cls_token,
-            with_cp=with_cp,
-            frozen_drop_path_rate=frozen_drop_path_rate)
+            options=options)
 
     def _block_parts(self, layer: nn.Module) -> BlockParts:
         mha = layer.attn.attn

@@ -1,4 +1,4 @@
-"""Deep visual prompts, DA-VPT+ bias tuning and metric-loss taps for any host ViT.
+"""The DA-VPT backbone for any host ViT: frozen blocks run with deep prompts, recording taps.
 
 This is the one piece of code that both ``DAVPTViT`` backbones (mmpretrain's and
 mmsegmentation's) share. A host class embeds the image its own way, then hands the token
@@ -6,14 +6,15 @@ sequence to :meth:`PromptedViTMixin.forward_blocks`, which runs the frozen trans
 VPT-Deep prompts through ``scaled_dot_product_attention`` and records what the metric losses and
 the class-to-prompt mapping read (the *taps*).
 
-Token layout inside the blocks: ``[prefix tokens (CLS), prompts, patches]``; the number of tokens
-before the prompts is ``num_prefix_tokens`` and the prompts are replaced at every layer, as in
-VPT-Deep.
+The mixin composes the concepts that live in modules of their own: the options
+(:class:`~.prompt_options.PromptOptions`), the prompts (:class:`~.prompts.DeepPrompts`), the taps
+(:class:`~.taps.PromptTaps`), DA-VPT+'s bias tuning (:mod:`.bias_tuning`), attention recording
+(:class:`~.attention_recorder.AttentionRecorder`) and the host interface
+(:class:`~.block_parts.BlockParts`); it owns freezing, strict checkpoint loading and the
+completion of trainable-only state dicts from their base weights.
 """
-import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,165 +26,94 @@ from torch.utils.checkpoint import checkpoint
 from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, base_weights_from_init_cfg,
                                          decode_base_weights, resolve_base_weights,
                                          same_base_weights, save_base_weights_hook)
+from .attention_recorder import AttentionRecorder
+from .bias_tuning import kv_rows, tuned_qkv_bias
+from .block_parts import BlockParts
+from .prompt_options import PromptOptions
+from .prompts import DeepPrompts
+from .taps import LayerTaps, PromptTaps
 
 __all__ = ['PromptedViTMixin', 'PromptTaps', 'BlockParts']
-
-PROMPT_INITS = ('uniform', 'xavier')
-BIAS_TUNE_MODES = (None, 'kv', 'all')
-
-
-class BlockParts(NamedTuple):
-    """The frozen pieces of one pre-norm transformer block, as the host names them."""
-    norm1: nn.Module
-    qkv_weight: torch.Tensor  # (3D, D), rows ordered q, k, v
-    qkv_bias: Optional[torch.Tensor]  # (3D,)
-    num_heads: int
-    proj: nn.Module  # attention output projection
-    layer_scale: nn.Module  # identity unless the host uses layer scale
-    norm2: nn.Module
-    ffn: nn.Module  # an mmcv ``FFN``: ``ffn(x, identity=...)`` adds the residual
-    proj_bias_owner: Optional[nn.Module]  # module whose ``bias`` is the projection bias
-    fc2: Optional[nn.Linear]  # the second MLP linear layer
-
-
-@dataclass
-class PromptTaps:
-    """What one training forward recorded, one list entry per guided layer.
-
-    Attributes:
-        guided_layers: The 0-based guided layers, in order.
-        prompt_query: The prompts' query projections ``LN(p) W_Q + b_Q``, each (M, D).
-        prompt_raw: The raw prompt parameters, each (M, D).
-        patch_attn: Post-attention patch representations (concatenated head outputs before the
-            output projection), each (B, N, D).
-        patch_input: Block-input patch tokens, each (B, N, D) (the authors' variant).
-        cls_query: The CLS token's query projection, each (B, D); empty without a CLS token.
-        cls_final: The final CLS feature after the final norm (B, D), or None without one.
-        patch_final: The final patch tokens (B, N, D) after the final norm.
-        patch_resolution: (H, W) of the patch grid.
-    """
-    guided_layers: Tuple[int, ...] = ()
-    prompt_query: List[torch.Tensor] = field(default_factory=list)
-    prompt_raw: List[torch.Tensor] = field(default_factory=list)
-    patch_attn: List[torch.Tensor] = field(default_factory=list)
-    patch_input: List[torch.Tensor] = field(default_factory=list)
-    cls_query: List[torch.Tensor] = field(default_factory=list)
-    cls_final: Optional[torch.Tensor] = None
-    patch_final: Optional[torch.Tensor] = None
-    patch_resolution: Tuple[int, int] = (0, 0)
 
 
 class PromptedViTMixin:
     """Mixin that turns a host ViT (with ``self.layers``) into a DA-VPT backbone.
 
-    A host class calls :meth:`_init_prompts` at the end of its ``__init__``, implements
-    :meth:`_block_parts`, and routes its blocks through :meth:`forward_blocks`.
+    A host class takes the options of :class:`~.prompt_options.PromptOptions` as keyword
+    arguments (``PromptOptions.pop_from(kwargs)``), calls :meth:`_init_prompts` at the end of its
+    ``__init__``, implements :meth:`_block_parts`, and routes its blocks through
+    :meth:`forward_blocks`.
     """
 
     #: Names of the host's modules and parameters that stay trainable when asked to.
     num_prefix_tokens: int = 1
 
     # ------------------------------------------------------------------ construction
-    def _init_prompts(self,
-                      num_layers: int,
-                      embed_dims: int,
-                      patch_size: Tuple[int, int],
-                      num_prefix_tokens: int,
-                      num_prompts: int = 10,
-                      guided_layers: Sequence[int] = (-1, ),
-                      num_guided_prompts: Optional[int] = None,
-                      prompt_dropout: float = 0.0,
-                      prompt_init: str = 'uniform',
-                      bias_tune: Optional[str] = None,
-                      learnable_cls_token: bool = False,
-                      with_cp: bool = False,
-                      frozen_drop_path_rate: float = 0.0) -> None:
-        """Create the prompts and the tuned biases, then freeze everything else."""
-        if isinstance(num_prompts, bool) or not isinstance(num_prompts, int) or num_prompts < 0:
-            raise ValueError(f'num_prompts must be a non-negative int, got {num_prompts!r}')
-        if num_guided_prompts is None:
-            num_guided_prompts = num_prompts
-        if (isinstance(num_guided_prompts, bool) or not isinstance(num_guided_prompts, int)
-                or num_guided_prompts < 0):
-            raise ValueError('num_guided_prompts must be a non-negative int, '
-                             f'got {num_guided_prompts!r}')
-        if prompt_init not in PROMPT_INITS:
-            raise ValueError(f'prompt_init must be one of {PROMPT_INITS}, got {prompt_init!r}')
-        if bias_tune not in BIAS_TUNE_MODES:
-            raise ValueError(f'bias_tune must be one of {BIAS_TUNE_MODES}, got {bias_tune!r}')
-        if not 0.0 <= prompt_dropout < 1.0:
-            raise ValueError(f'prompt_dropout must be in [0, 1), got {prompt_dropout}')
-        if not 0.0 <= frozen_drop_path_rate < 1.0:
-            raise ValueError('frozen_drop_path_rate must be in [0, 1), got '
-                             f'{frozen_drop_path_rate}')
-        if isinstance(guided_layers, int):
-            guided_layers = (guided_layers, )
-        resolved = []
-        for layer in guided_layers:
-            if not -num_layers <= layer < num_layers:
-                raise ValueError(
-                    f'guided layer {layer} is outside the depth of this ViT ({num_layers} '
-                    f'layers: valid indices are {-num_layers}..{num_layers - 1})')
-            resolved.append(layer % num_layers)
-        if len(set(resolved)) != len(resolved):
-            raise ValueError(f'guided_layers {tuple(guided_layers)} name a layer twice')
-        if resolved and num_guided_prompts == 0:
-            raise ValueError('guided layers need prompts: num_guided_prompts is 0')
+    def _init_prompts(self, num_layers: int, embed_dims: int, patch_size: Tuple[int, int],
+                      num_prefix_tokens: int, options: PromptOptions) -> None:
+        """Create the prompts and the tuned biases, then freeze everything else.
 
+        Args:
+            num_layers (int): The host's depth.
+            embed_dims (int): The host's token width.
+            patch_size (tuple[int, int]): The patch embedding's kernel size.
+            num_prefix_tokens (int): Tokens before the prompts (1 with a CLS token).
+            options (PromptOptions): The prompt options the backbone was given.
+        """
+        guided_layers = options.resolve_guided_layers(num_layers)
         self.embed_dims_ = embed_dims
         self.num_prefix_tokens = num_prefix_tokens
-        self.num_prompts = num_prompts
-        self.num_guided_prompts = num_guided_prompts
-        self.guided_layers = tuple(sorted(resolved))
-        self.prompt_init = prompt_init
-        self.bias_tune = bias_tune
-        self.learnable_cls_token = learnable_cls_token
-        self.with_cp = with_cp
+        self.num_prompts = options.num_prompts
+        self.num_guided_prompts = options.num_guided_prompts
+        self.guided_layers = guided_layers
+        self.prompt_init = options.prompt_init
+        self.bias_tune = options.bias_tune
+        self.learnable_cls_token = options.learnable_cls_token
+        self.with_cp = options.with_cp
         # Stochastic depth of the frozen blocks, rising linearly over the depth (as timm's).
         self.frozen_drop_path_rates = tuple(
-            float(r) for r in torch.linspace(0, frozen_drop_path_rate, num_layers))
+            float(r) for r in torch.linspace(0, options.frozen_drop_path_rate, num_layers))
         self.record_taps = True
         self._force_taps = False
         self.taps: Optional[PromptTaps] = None
-        self._attn_map_layers: Optional[Tuple[int, ...]] = None
-        self.attention_maps: Dict[int, torch.Tensor] = {}
+        self.attention_recorder = AttentionRecorder()
 
-        self.prompt_counts = tuple(num_guided_prompts if i in self.guided_layers else num_prompts
-                                   for i in range(num_layers))
-        # Keyed by layer index; layers without prompts have no entry, so that num_prompts=0
-        # has exactly the host's state dict.
-        self.prompts = nn.ParameterDict({
-            str(i): nn.Parameter(torch.zeros(m, embed_dims))
-            for i, m in enumerate(self.prompt_counts) if m > 0
-        })
-        self.prompt_dropout = nn.Dropout(prompt_dropout)
+        counts = [options.num_guided_prompts if i in guided_layers else options.num_prompts
+                  for i in range(num_layers)]
+        self.prompts = DeepPrompts(counts, embed_dims, patch_size, num_prefix_tokens,
+                                   init=options.prompt_init, dropout=options.prompt_dropout)
         self._init_base_weights()
-        patch_area = patch_size[0] * patch_size[1]
-        self._prompt_bound = math.sqrt(6.0 / float(3 * patch_area + embed_dims))
-        self.reset_prompts()
 
         all_parts = self._all_parts()
         param_names = {id(p): n for n, p in self.named_parameters()}
-        if bias_tune is not None:
+        if options.bias_tune is not None:
             if any(parts.qkv_bias is None for parts in all_parts):
                 raise ValueError('bias_tune needs attention with qkv biases (qkv_bias=True)')
             self._qkv_bias_names = [param_names[id(p.qkv_bias)] for p in all_parts]
-            # K and V biases live in their own parameter, so the fused qkv bias (and with it the
-            # Q bias) stays frozen and untouched by weight decay.
-            self.kv_bias = nn.Parameter(
-                torch.stack([p.qkv_bias.detach().view(3, -1)[1:].clone() for p in all_parts]))
+            self.kv_bias = nn.Parameter(kv_rows([p.qkv_bias.detach() for p in all_parts]))
             self._register_load_state_dict_pre_hook(self._fill_kv_bias)
         else:
             self.kv_bias = None
         self._freeze_pretrained()
 
+    @property
+    def prompt_counts(self) -> Tuple[int, ...]:
+        """Prompts of each layer now (all 0 inside :meth:`prompts_disabled`)."""
+        return self.prompts.counts
+
+    @property
+    def prompt_dropout(self) -> nn.Dropout:
+        """The dropout on the prompts, the one module that follows ``train()``."""
+        return self.prompts.dropout
+
+    @property
+    def attention_maps(self) -> Dict[int, torch.Tensor]:
+        """The maps of the last :meth:`record_attention`."""
+        return self.attention_recorder.maps
+
     def reset_prompts(self) -> None:
         """(Re-)initialize the prompts as VPT does."""
-        for prompt in self.prompts.values():
-            if self.prompt_init == 'uniform':
-                nn.init.uniform_(prompt, -self._prompt_bound, self._prompt_bound)
-            else:
-                nn.init.xavier_uniform_(prompt)
+        self.prompts.reset()
 
     def _block_parts(self, layer: nn.Module) -> BlockParts:
         """The frozen pieces of one host block; implemented by the host class."""
@@ -307,19 +237,15 @@ class PromptedViTMixin:
         key = prefix + 'kv_bias'
         if key in state_dict:
             return
-        rows = []
-        for name in self._qkv_bias_names:
-            bias = state_dict.get(prefix + name)
-            if bias is None:
-                return
-            rows.append(bias.view(3, -1)[1:])
-        state_dict[key] = torch.stack(rows)
+        biases = [state_dict.get(prefix + name) for name in self._qkv_bias_names]
+        if any(bias is None for bias in biases):
+            return
+        state_dict[key] = kv_rows(biases)
 
     def _sync_kv_bias(self) -> None:
         if self.kv_bias is not None:
             with torch.no_grad():
-                self.kv_bias.copy_(
-                    torch.stack([p.qkv_bias.view(3, -1)[1:] for p in self._all_parts()]))
+                self.kv_bias.copy_(kv_rows([p.qkv_bias for p in self._all_parts()]))
 
     def init_weights(self) -> None:
         """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` strictly.
@@ -393,8 +319,7 @@ class PromptedViTMixin:
                 'tools/model_converters/ or set init_cfg.prefix to the backbone prefix.')
 
     # ------------------------------------------------------------------ attention maps
-    @contextmanager
-    def record_attention(self, layers: Optional[Sequence[int]] = None) -> Iterator[dict]:
+    def record_attention(self, layers: Optional[Sequence[int]] = None) -> ContextManager[dict]:
         """Record attention maps of the prefix tokens and prompts for the given layers.
 
         Inside the context, the forward computes the softmax explicitly for those layers (all
@@ -402,23 +327,15 @@ class PromptedViTMixin:
         (B, heads, num_prefix_tokens + M, tokens): the rows of the CLS token and of every prompt
         over all tokens; each row sums to 1, and the patches are the last N columns.
 
-        Yields:
-            dict: The ``attention_maps`` dict, filled by the forward passes in the context.
+        Args:
+            layers (Sequence[int], optional): Layers to record; negative indices count from the
+                end. Defaults to None (all).
+
+        Returns:
+            A context manager that yields the ``attention_maps`` dict, filled by the forward
+            passes in the context.
         """
-        num_layers = len(self.layers)
-        if layers is None:
-            layers = range(num_layers)
-        resolved = []
-        for layer in layers:
-            if not -num_layers <= layer < num_layers:
-                raise ValueError(f'attention layer {layer} is outside the depth ({num_layers})')
-            resolved.append(layer % num_layers)
-        self.attention_maps = {}
-        self._attn_map_layers = tuple(resolved)
-        try:
-            yield self.attention_maps
-        finally:
-            self._attn_map_layers = None
+        return self.attention_recorder.record(layers, len(self.layers))
 
     @contextmanager
     def prompts_disabled(self) -> Iterator[None]:
@@ -428,25 +345,21 @@ class PromptedViTMixin:
         nothing) and ``taps`` (``cls_final``, ``patch_final``) are recorded in eval mode too,
         so the class-to-prompt mapping can read the pre-trained features without dropout.
         """
-        saved = self.prompt_counts
-        self.prompt_counts = (0, ) * len(saved)
         self._force_taps = True
         try:
-            yield
+            with self.prompts.disabled():
+                yield
         finally:
-            self.prompt_counts = saved
             self._force_taps = False
             self.taps = None
 
     # ------------------------------------------------------------------ forward
     def _qkv_bias(self, index: int, parts: BlockParts) -> Optional[torch.Tensor]:
-        if self.kv_bias is None:
-            return parts.qkv_bias
-        dim = self.kv_bias.shape[-1]
-        return torch.cat([parts.qkv_bias[:dim], self.kv_bias[index].flatten()])
+        kv_bias = None if self.kv_bias is None else self.kv_bias[index]
+        return tuned_qkv_bias(parts.qkv_bias, kv_bias)
 
     def _block(self, index: int, x: torch.Tensor, guided: bool,
-               want_maps: bool) -> Tuple[torch.Tensor, tuple]:
+               want_maps: bool) -> Tuple[torch.Tensor, Optional[LayerTaps]]:
         """One frozen block on ``x`` (B, T, D); returns the output and the taps of a guided layer."""
         parts = self._block_parts(self.layers[index])
         batch, tokens, dim = x.shape
@@ -456,15 +369,11 @@ class PromptedViTMixin:
         q, k, v = qkv.view(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
         if want_maps:
             rows = self.num_prefix_tokens + self.prompt_counts[index]
-            scale = (dim // heads)**-0.5
-            attn = (q * scale) @ k.transpose(-2, -1)
-            attn = attn.softmax(dim=-1)
-            self.attention_maps[index] = attn[:, :, :rows].detach()
-            out = attn @ v
+            out = self.attention_recorder.attend(q, k, v, index, rows)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(batch, tokens, dim)
-        taps = ()
+        taps = None
         if guided:
             start = self.num_prefix_tokens + self.prompt_counts[index]
             prompt_raw = self.prompts[str(index)]
@@ -474,7 +383,7 @@ class PromptedViTMixin:
             # A copy, not a view: a view would keep the whole qkv alive (also under with_cp).
             cls_query = (qkv[:, 0, :dim].clone()
                          if self.num_prefix_tokens > 0 else x.new_zeros(0))
-            taps = (prompt_query, prompt_raw, out[:, start:], x[:, start:], cls_query)
+            taps = LayerTaps(prompt_query, prompt_raw, out[:, start:], x[:, start:], cls_query)
         rate = self.frozen_drop_path_rates[index] if self.training else 0.0
         if rate > 0:
             x = x + drop_path(parts.layer_scale(parts.proj(out)), rate, True)
@@ -485,45 +394,17 @@ class PromptedViTMixin:
         x = parts.ffn(parts.norm2(x), identity=x)
         return x, taps
 
-    def insert_prompts(self, x: torch.Tensor, index: int, replace: bool) -> torch.Tensor:
-        """Put layer ``index``'s prompts after the prefix tokens of ``x``.
-
-        Args:
-            x: Tokens (B, T, D).
-            index: The layer whose prompts to use.
-            replace: Whether ``x`` already holds the previous layer's prompts (VPT-Deep replaces
-                them); the previous count is taken from ``prompt_counts[index - 1]``.
-        """
-        prefix = self.num_prefix_tokens
-        old = self.prompt_counts[index - 1] if replace else 0
-        count = self.prompt_counts[index]
-        if count == 0 and old == 0:
-            return x
-        if count == 0:
-            return torch.cat([x[:, :prefix], x[:, prefix + old:]], dim=1)
-        prompts = self.prompt_dropout(self.prompts[str(index)]).to(x.dtype)
-        prompts = prompts.unsqueeze(0).expand(x.shape[0], -1, -1)
-        return torch.cat([x[:, :prefix], prompts, x[:, prefix + old:]], dim=1)
-
-    def strip_prompts(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Remove layer ``index``'s prompts from ``x``: ``[prefix, patches]``."""
-        count = self.prompt_counts[index]
-        if count == 0:
-            return x
-        prefix = self.num_prefix_tokens
-        return torch.cat([x[:, :prefix], x[:, prefix + count:]], dim=1)
-
     def forward_blocks(self, x: torch.Tensor, patch_resolution: Tuple[int, int],
                        final_norm: Optional[nn.Module],
                        out_indices: Sequence[int]) -> List[torch.Tensor]:
         """Run all blocks with deep prompts.
 
         Args:
-            x: Embedded tokens ``[prefix, patches]`` (B, P + N, D).
-            patch_resolution: (H, W) of the patch grid.
-            final_norm: Norm applied after the last block, or None.
-            out_indices: Layers whose outputs (prompts stripped, final norm applied after the
-                last layer) are returned.
+            x (Tensor): Embedded tokens ``[prefix, patches]`` (B, P + N, D).
+            patch_resolution (tuple[int, int]): (H, W) of the patch grid.
+            final_norm (nn.Module, optional): Norm applied after the last block, or None.
+            out_indices (Sequence[int]): Layers whose outputs (prompts stripped, final norm
+                applied after the last layer) are returned.
 
         Returns:
             list[Tensor]: ``[prefix, patches]`` tokens (B, P + N, D) for each of ``out_indices``.
@@ -531,37 +412,26 @@ class PromptedViTMixin:
         record = (self.training or self._force_taps) and self.record_taps
         taps = PromptTaps(guided_layers=self.guided_layers,
                           patch_resolution=tuple(patch_resolution)) if record else None
-        maps = self._attn_map_layers
         outs = []
         last = len(self.layers) - 1
         for i in range(len(self.layers)):
-            x = self.insert_prompts(x, i, replace=i > 0)
+            x = self.prompts.insert(x, i, replace=i > 0)
             guided = record and i in self.guided_layers
-            want_maps = maps is not None and i in maps
+            want_maps = self.attention_recorder.wants(i)
             if self.with_cp and self.training and torch.is_grad_enabled():
                 x, layer_taps = checkpoint(
                     self._block, i, x, guided, want_maps, use_reentrant=False)
             else:
                 x, layer_taps = self._block(i, x, guided, want_maps)
             if guided:
-                taps.prompt_query.append(layer_taps[0])
-                taps.prompt_raw.append(layer_taps[1])
-                taps.patch_attn.append(layer_taps[2])
-                taps.patch_input.append(layer_taps[3])
-                if self.num_prefix_tokens > 0:
-                    taps.cls_query.append(layer_taps[4])
+                taps.add_layer(layer_taps, has_cls=self.num_prefix_tokens > 0)
             if i == last and final_norm is not None:
                 x = final_norm(x)
             if i in out_indices:
-                outs.append(self.strip_prompts(x, i))
+                outs.append(self.prompts.strip(x, i))
         if record:
-            final = self.strip_prompts(x, last)
-            prefix = self.num_prefix_tokens
-            taps.cls_final = final[:, 0] if prefix > 0 else None
-            taps.patch_final = final[:, prefix:]
-            self.taps = taps
-        else:
-            self.taps = None
+            taps.set_final(self.prompts.strip(x, last), self.num_prefix_tokens)
+        self.taps = taps
         return outs
 
     # ------------------------------------------------------------------ reporting

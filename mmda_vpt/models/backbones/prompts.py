@@ -1,0 +1,106 @@
+"""VPT-Deep prompts: one learned token set per layer, inserted after the prefix tokens.
+
+Token layout inside the blocks: ``[prefix tokens (CLS), prompts, patches]``; each layer replaces
+the previous layer's prompts with its own, as in VPT-Deep.
+"""
+import math
+from contextlib import contextmanager
+from typing import Iterator, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = ['DeepPrompts']
+
+
+class DeepPrompts(nn.ParameterDict):
+    """The deep prompts of a ViT: parameters, initialization, insertion and stripping.
+
+    A ``ParameterDict`` keyed by layer index (``'0'``, ``'1'``, ...), so a backbone that holds
+    it as ``prompts`` has the state-dict keys ``prompts.<layer>``; layers without prompts have no
+    entry, so that no prompts at all leave the host's state dict as it is.
+
+    Args:
+        counts (Sequence[int]): Prompts of each layer (0 for none).
+        embed_dims (int): Token width.
+        patch_size (tuple[int, int]): The patch embedding's kernel size (for VPT's init bound).
+        num_prefix_tokens (int): Tokens before the prompts (the CLS token).
+        init (str): ``'uniform'`` or ``'xavier'``. Defaults to ``'uniform'``.
+        dropout (float): Dropout on the prompts in training. Defaults to 0.0.
+    """
+
+    def __init__(self,
+                 counts: Sequence[int],
+                 embed_dims: int,
+                 patch_size: Tuple[int, int],
+                 num_prefix_tokens: int,
+                 init: str = 'uniform',
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.counts = tuple(counts)
+        self.num_prefix_tokens = num_prefix_tokens
+        self.init = init
+        for i, count in enumerate(self.counts):
+            if count > 0:
+                self[str(i)] = nn.Parameter(torch.zeros(count, embed_dims))
+        self.dropout = nn.Dropout(dropout)
+        patch_area = patch_size[0] * patch_size[1]
+        self.bound = math.sqrt(6.0 / float(3 * patch_area + embed_dims))
+        self.reset()
+
+    def reset(self) -> None:
+        """(Re-)initialize the prompts as VPT does."""
+        for prompt in self.values():
+            if self.init == 'uniform':
+                nn.init.uniform_(prompt, -self.bound, self.bound)
+            else:
+                nn.init.xavier_uniform_(prompt)
+
+    def insert(self, x: torch.Tensor, index: int, replace: bool) -> torch.Tensor:
+        """Put layer ``index``'s prompts after the prefix tokens of ``x``.
+
+        Args:
+            x (Tensor): Tokens (B, T, D).
+            index (int): The layer whose prompts to use.
+            replace (bool): Whether ``x`` already holds the previous layer's prompts (VPT-Deep
+                replaces them); the previous count is taken from ``counts[index - 1]``.
+
+        Returns:
+            Tensor: ``[prefix, prompts of layer index, patches]``.
+        """
+        prefix = self.num_prefix_tokens
+        old = self.counts[index - 1] if replace else 0
+        count = self.counts[index]
+        if count == 0 and old == 0:
+            return x
+        if count == 0:
+            return torch.cat([x[:, :prefix], x[:, prefix + old:]], dim=1)
+        prompts = self.dropout(self[str(index)]).to(x.dtype)
+        prompts = prompts.unsqueeze(0).expand(x.shape[0], -1, -1)
+        return torch.cat([x[:, :prefix], prompts, x[:, prefix + old:]], dim=1)
+
+    def strip(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Remove layer ``index``'s prompts from ``x``: ``[prefix, patches]``.
+
+        Args:
+            x (Tensor): Tokens (B, T, D) that hold layer ``index``'s prompts.
+            index (int): The layer whose prompts ``x`` holds.
+
+        Returns:
+            Tensor: ``x`` without the prompts.
+        """
+        count = self.counts[index]
+        if count == 0:
+            return x
+        prefix = self.num_prefix_tokens
+        return torch.cat([x[:, :prefix], x[:, prefix + count:]], dim=1)
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """No layer has prompts inside the context: :meth:`insert` and :meth:`strip` pass."""
+        saved = self.counts
+        self.counts = (0, ) * len(saved)
+        try:
+            yield
+        finally:
+            self.counts = saved
