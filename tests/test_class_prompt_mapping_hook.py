@@ -413,6 +413,15 @@ class TestClassPromptMappingHook(TestCase):
             ClassPromptMappingHook(empty_cluster='drop')
         with self.assertRaisesRegex(ValueError, 'warm_start must be one of'):
             ClassPromptMappingHook(warm_start='cold')
+        # The map options are stated once (MapOptions): a misspelt one is named.
+        with self.assertRaisesRegex(TypeError, r"ClassPromptMappingHook got unknown "
+                                    r"argument\(s\) \['emptycluster'\]"):
+            ClassPromptMappingHook(emptycluster='keep')
+        with self.assertRaisesRegex(ValueError, 'n_init and max_iter must be >= 1'):
+            ClassPromptMappingHook(n_init=0)
+        hook = ClassPromptMappingHook(balanced=1, seed='3', warm_start='centroids')
+        self.assertEqual((hook.map_options.balanced, hook.seed, hook.map_options.warm_start),
+                         (True, 3, 'centroids'))
 
     def test_no_empty_prompt_in_training(self):
         # Real training with the default update: after every update every prompt holds a class.

@@ -43,17 +43,10 @@ class VTABDataset(LabelledImageListDataset):
                  split: str = 'train800val200',
                  data_root: str = '',
                  ann_file: Optional[str] = None,
-                 data_prefix: str = '',
-                 check_files: bool = True,
                  **kwargs) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            split=split,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            check_files=check_files,
-            ann_file=ann_file or f'{split}.txt',
-            **kwargs)
+        # data_prefix and check_files: LabelledImageListDataset's, documented above.
+        super().__init__(num_classes, split, data_root, ann_file=ann_file or f'{split}.txt',
+                         **kwargs)
 
     def split_files(self) -> List[str]:
         return [self.ann_file]

@@ -7,6 +7,7 @@ last update, and computes the initial map and every update with the functions of
 :class:`~mmda_vpt.engine.hooks.ClassPromptMappingHook` feeds it features, sums its window over
 the ranks and shares rank 0's result.
 """
+from dataclasses import dataclass, fields
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -14,22 +15,20 @@ import torch
 from .class_kmeans import (EMPTY_CLUSTER_MODES, KMEANS_METRICS, ClassMap, cluster_sizes,
                            initial_class_map, normalize_rows, update_class_map)
 
-__all__ = ['ClassPromptMap', 'WARM_STARTS']
+__all__ = ['ClassPromptMap', 'MapOptions', 'WARM_STARTS', 'check_options']
 
 #: How an update starts: from the previous groups on the current features, or from the
 #: previous centroids (the authors' code).
 WARM_STARTS = ('anchored', 'centroids')
 
 
-class ClassPromptMap:
-    """C classes grouped onto M prompts by k-means of their mean features.
+@dataclass
+class MapOptions:
+    """How the class-to-prompt map clusters (stated and checked once, for the map and the hook).
 
     Args:
-        num_classes (int): C.
-        num_prompts (int): M, the prompts of the guided layers.
-        dim (int): Feature dimension D.
-        metric (str): ``'euclidean'`` (the paper) or ``'cosine'`` (the authors' code).
-            Defaults to ``'euclidean'``.
+        metric (str): ``'euclidean'`` (k-means on the normalized features, the paper) or
+            ``'cosine'`` (spherical k-means, the authors' code). Defaults to ``'euclidean'``.
         empty_cluster (str): ``'reseed'``: after every clustering an empty prompt takes the
             class farthest from its centroid in the largest group, so with C >= M every prompt
             holds a class; ``'keep'``: an empty prompt keeps its centroid and may stay empty
@@ -39,36 +38,59 @@ class ClassPromptMap:
         warm_start (str): ``'anchored'``: an update starts from the means of the current class
             features under the previous map; ``'centroids'``: from the previous centroids (the
             authors' code). Defaults to ``'anchored'``.
-        seed (int): Seed of the initial k-means. Defaults to 0.
+        seed (int): Seed of the initial k-means (and of the hook's per-class sample choice).
+            Defaults to 0.
         n_init (int): k-means++ initializations of the initial map. Defaults to 10.
         max_iter (int): Maximum Lloyd iterations. Defaults to 300.
         tol (float): k-means tolerance, as scikit-learn's. Defaults to 1e-4.
     """
 
-    def __init__(self,
-                 num_classes: int,
-                 num_prompts: int,
-                 dim: int,
-                 metric: str = 'euclidean',
-                 empty_cluster: str = 'reseed',
-                 balanced: bool = False,
-                 warm_start: str = 'anchored',
-                 seed: int = 0,
-                 n_init: int = 10,
-                 max_iter: int = 300,
-                 tol: float = 1e-4) -> None:
-        check_options(metric, empty_cluster, warm_start)
+    metric: str = 'euclidean'
+    empty_cluster: str = 'reseed'
+    balanced: bool = False
+    warm_start: str = 'anchored'
+    seed: int = 0
+    n_init: int = 10
+    max_iter: int = 300
+    tol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_options(self.metric, self.empty_cluster, self.warm_start)
+        if self.n_init < 1 or self.max_iter < 1:
+            raise ValueError(f'n_init and max_iter must be >= 1, got {self.n_init} and '
+                             f'{self.max_iter}')
+        self.balanced = bool(self.balanced)
+        self.seed, self.n_init, self.max_iter = int(self.seed), int(self.n_init), int(
+            self.max_iter)
+        self.tol = float(self.tol)
+
+    @classmethod
+    def build(cls, owner: str, options: dict) -> 'MapOptions':
+        """The options from keyword arguments, naming ``owner`` on an unknown one."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f'{owner} got unknown argument(s) {unknown}; the map options are '
+                            f'{[f.name for f in fields(cls)]}')
+        return cls(**options)
+
+
+class ClassPromptMap:
+    """C classes grouped onto M prompts by k-means of their mean features.
+
+    Args:
+        num_classes (int): C.
+        num_prompts (int): M, the prompts of the guided layers.
+        dim (int): Feature dimension D.
+        **options: How it clusters: the fields of :class:`MapOptions` (``metric``,
+            ``empty_cluster``, ``balanced``, ``warm_start``, ``seed``, ``n_init``,
+            ``max_iter``, ``tol``), each with its default there.
+    """
+
+    def __init__(self, num_classes: int, num_prompts: int, dim: int, **options) -> None:
+        self.options = MapOptions.build(type(self).__name__, options)
         self.num_classes = int(num_classes)
         self.num_prompts = int(num_prompts)
         self.dim = int(dim)
-        self.metric = metric
-        self.empty_cluster = empty_cluster
-        self.balanced = bool(balanced)
-        self.warm_start = warm_start
-        self.seed = int(seed)
-        self.n_init = int(n_init)
-        self.max_iter = int(max_iter)
-        self.tol = float(tol)
         #: (C,) CPU LongTensor, the prompt of every class; None before the first map.
         self.class_to_prompt: Optional[torch.Tensor] = None
         #: (M, D) float32 centroids; row i belongs to prompt i.
@@ -110,8 +132,9 @@ class ClassPromptMap:
 
     # ------------------------------------------------------------------ clustering
     def _options(self) -> dict:
-        return dict(max_iter=self.max_iter, tol=self.tol, metric=self.metric,
-                    empty_cluster=self.empty_cluster, balanced=self.balanced)
+        o = self.options
+        return dict(max_iter=o.max_iter, tol=o.tol, metric=o.metric,
+                    empty_cluster=o.empty_cluster, balanced=o.balanced)
 
     def initialize(self, sums: torch.Tensor, counts: torch.Tensor) -> ClassMap:
         """The first map from per-class feature sums and counts (classes without one: c mod M)."""
@@ -120,7 +143,8 @@ class ClassPromptMap:
         means = sums.detach().cpu().double() / counts.clamp(min=1)[:, None]
         features = normalize_rows(means.numpy())
         result = initial_class_map(features, self.num_prompts, valid=valid.numpy(),
-                                   seed=self.seed, n_init=self.n_init, **self._options())
+                                   seed=self.options.seed, n_init=self.options.n_init,
+                                   **self._options())
         self.class_features = torch.from_numpy(features).float()
         self.has_feature = valid
         self._take(result)
@@ -138,7 +162,8 @@ class ClassPromptMap:
         result = update_class_map(features.numpy(), self.class_to_prompt.numpy(),
                                   self.centroids.double().numpy(), valid=has_feature.numpy(),
                                   keep=(~seen).numpy(),
-                                  anchor=self.warm_start == 'anchored', **self._options())
+                                  anchor=self.options.warm_start == 'anchored',
+                                  **self._options())
         self.class_features = features.float()
         self.has_feature = has_feature
         self._take(result)

@@ -2,6 +2,7 @@
 import copy
 import logging
 import math
+from dataclasses import asdict
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -16,7 +17,7 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import BatchSampler, Subset
 
 from mmda_vpt.utils.class_kmeans import ClassMap
-from mmda_vpt.utils.class_prompt_map import ClassPromptMap, check_options
+from mmda_vpt.utils.class_prompt_map import ClassPromptMap, MapOptions
 from mmda_vpt.utils.labels import (check_label_maps, check_label_range, image_labels,
                                    is_segmentation_batch, patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
@@ -111,6 +112,12 @@ class _SharedSubset(Subset):
         return self
 
 
+def _map_state(name: str, doc: str, empty=None) -> property:
+    """A read-only view of the hook's map's attribute ``name`` (``empty`` before the map)."""
+    return property(lambda self: empty if self.map is None else getattr(self.map, name),
+                     doc=doc)
+
+
 @HOOKS.register_module()
 class ClassPromptMappingHook(Hook):
     """Maps C classes to the M guided prompts by k-means over per-class features (DA-VPT 2.4).
@@ -158,27 +165,18 @@ class ClassPromptMappingHook(Hook):
             ``interval``; None never re-clusters (the initial map is kept: the authors'
             ``dynamic_kmeans: 0``). The authors' ``dynamic_kmeans: 10`` is
             ``first_update=10``. Defaults to 1.
-        empty_cluster (str): ``'reseed'``: after every clustering an empty prompt takes the
-            class farthest from its centroid in the largest group, so with C >= M every prompt
-            holds at least one class; ``'keep'``: an empty prompt keeps its centroid and can
-            stay empty (the authors' code). Defaults to ``'reseed'``.
-        balanced (bool): Every prompt holds floor(C/M) or ceil(C/M) classes (a minimum-cost
-            assignment of classes to prompt slots). Defaults to False (the paper's k-means).
-        warm_start (str): ``'anchored'``: updates start from the means of the current class
-            features under the previous map; ``'centroids'``: from the previous centroids (the
-            authors' code). Defaults to ``'anchored'``.
-        seed (int): Seed of the per-class sample choice and of k-means. Defaults to 0.
-        n_init (int): k-means++ initializations of the initial clustering. Defaults to 10.
-        max_iter (int): Maximum Lloyd iterations. Defaults to 300.
-        tol (float): k-means tolerance, as scikit-learn's. Defaults to 1e-4.
-        metric (str): ``'euclidean'`` (k-means on the normalized features, the paper) or
-            ``'cosine'`` (spherical k-means, the authors' code). Defaults to ``'euclidean'``.
         batch_size (int, optional): Batch size of the initial pass. Defaults to None (the
             training dataloader's).
         num_workers (int, optional): Workers of the initial pass. Defaults to None (the
             training dataloader's).
         pipeline (list[dict], optional): Pipeline of the initial pass. Defaults to None: the
             test dataloader's dataset pipeline, else the validation one.
+        **map_options: How the map clusters: ``metric``, ``empty_cluster``, ``balanced``,
+            ``warm_start``, ``seed`` (also the seed of the per-class sample choice),
+            ``n_init``, ``max_iter``, ``tol``, documented with their defaults in
+            :class:`~mmda_vpt.utils.class_prompt_map.MapOptions` (``empty_cluster='reseed'``
+            and ``warm_start='anchored'`` keep every prompt holding a class; ``'keep'`` and
+            ``'centroids'`` are the authors' code).
     """
 
     priority = 'NORMAL'  # before CheckpointHook (VERY_LOW): checkpoints hold the updated map
@@ -187,34 +185,23 @@ class ClassPromptMappingHook(Hook):
                  samples_per_class: Optional[int] = 10,
                  interval: Optional[int] = None,
                  first_update: Optional[int] = 1,
-                 empty_cluster: str = 'reseed',
-                 balanced: bool = False,
-                 warm_start: str = 'anchored',
-                 seed: int = 0,
-                 n_init: int = 10,
-                 max_iter: int = 300,
-                 tol: float = 1e-4,
-                 metric: str = 'euclidean',
                  batch_size: Optional[int] = None,
                  num_workers: Optional[int] = None,
-                 pipeline: Optional[List[dict]] = None) -> None:
+                 pipeline: Optional[List[dict]] = None,
+                 **map_options) -> None:
         for name, value in (('samples_per_class', samples_per_class), ('interval', interval),
                             ('first_update', first_update), ('batch_size', batch_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ValueError(f'{name} must be None or an int >= 1, got {value!r}')
-        if n_init < 1 or max_iter < 1:
-            raise ValueError(f'n_init and max_iter must be >= 1, got {n_init} and {max_iter}')
-        check_options(metric, empty_cluster, warm_start)
         if num_workers is not None and num_workers < 0:
             raise ValueError(f'num_workers must be None or >= 0, got {num_workers}')
+        #: How the map clusters (:class:`~mmda_vpt.utils.class_prompt_map.MapOptions`).
+        self.map_options = MapOptions.build(type(self).__name__, map_options)
         self.samples_per_class = samples_per_class
         self.interval = interval
         self.first_update = first_update
-        self.map_options = dict(metric=metric, empty_cluster=empty_cluster,
-                                balanced=bool(balanced), warm_start=warm_start, seed=int(seed),
-                                n_init=int(n_init), max_iter=int(max_iter), tol=float(tol))
-        self.seed = int(seed)
+        self.seed = self.map_options.seed
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pipeline = pipeline
@@ -246,30 +233,16 @@ class ClassPromptMappingHook(Hook):
         self._warned_few = False
 
     # ------------------------------------------------------------------ the map's state
-    @property
-    def class_to_prompt(self) -> Optional[torch.Tensor]:
-        """(C,) CPU LongTensor, the prompt of every class; None before the first map."""
-        return None if self.map is None else self.map.class_to_prompt
-
-    @property
-    def centroids(self) -> Optional[torch.Tensor]:
-        """(M, D) float32 centroids; row i belongs to prompt i."""
-        return None if self.map is None else self.map.centroids
-
-    @property
-    def class_features(self) -> Optional[torch.Tensor]:
-        """(C, D) float32 normalized mean feature of every class, as last seen."""
-        return None if self.map is None else self.map.class_features
-
-    @property
-    def has_feature(self) -> Optional[torch.Tensor]:
-        """(C,) bool, the classes that have had a feature."""
-        return None if self.map is None else self.map.has_feature
-
-    @property
-    def num_updates(self) -> int:
-        """Maps computed so far, the initial one included."""
-        return 0 if self.map is None else self.map.num_updates
+    class_to_prompt = _map_state('class_to_prompt',
+                                 '(C,) CPU LongTensor, the prompt of every class; None before '
+                                 'the first map.')
+    centroids = _map_state('centroids', '(M, D) float32 centroids; row i belongs to prompt i.')
+    class_features = _map_state('class_features',
+                                '(C, D) float32 normalized mean feature of every class, as '
+                                'last seen.')
+    has_feature = _map_state('has_feature', '(C,) bool, the classes that have had a feature.')
+    num_updates = _map_state('num_updates', 'Maps computed so far, the initial one included.',
+                             empty=0)
 
     def _new_map(self, runner) -> ClassPromptMap:
         backbone = get_davpt_backbone(runner.model, WHO)
@@ -277,7 +250,7 @@ class ClassPromptMappingHook(Hook):
         if num_prompts < 1:
             raise ValueError(f'{WHO} needs prompts: the backbone has num_prompts=0')
         return ClassPromptMap(model_num_classes(runner.model), num_prompts,
-                              int(backbone.embed_dims_), **self.map_options)
+                              int(backbone.embed_dims_), **asdict(self.map_options))
 
     def attach(self, model, class_map: ClassPromptMap) -> None:
         """Accumulate the training forwards' features of ``model`` into ``class_map``'s window.
