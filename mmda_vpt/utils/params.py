@@ -1,12 +1,13 @@
 """Trainable-parameter accounting (the paper's #Param column), counted and logged in one place."""
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
+import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
 from .model_access import unwrap_model
 
-__all__ = ['count_params', 'log_trainable_params']
+__all__ = ['count_params', 'log_trainable_params', 'trainable_state_dict']
 
 _LOGGED_KEY = '_mmda_vpt_params_logged'
 
@@ -22,6 +23,19 @@ def count_params(model: nn.Module) -> Tuple[int, int]:
     """
     params = list(unwrap_model(model).parameters())
     return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+
+
+def trainable_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """CPU copies of the parameters that require gradients, of the unwrapped model.
+
+    Args:
+        model (nn.Module): A model (wrapped or not) or any module, such as a backbone.
+
+    Returns:
+        dict[str, Tensor]: Name -> detached CPU copy (prompts, tuned biases, head...).
+    """
+    return {name: p.detach().cpu().clone() for name, p in unwrap_model(model).named_parameters()
+            if p.requires_grad}
 
 
 def log_trainable_params(model: nn.Module, details: Optional[str] = None,

@@ -10,6 +10,7 @@ from mmengine.registry import HOOKS
 
 from mmda_vpt.utils.base_weights import is_base_weights_key
 from mmda_vpt.utils.model_access import unwrap_model
+from mmda_vpt.utils.params import trainable_state_dict
 
 __all__ = [
     'TrainableCheckpointHook', 'trainable_state_dict', 'frozen_backbone_keys',
@@ -17,13 +18,6 @@ __all__ = [
 ]
 
 TRAINABLE_ONLY_KEY = 'mmda_vpt_trainable_only'
-
-
-def trainable_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The parameters of the unwrapped model that require gradients (prompts, biases, head)."""
-    inner = unwrap_model(model)
-    return {name: p.detach().cpu().clone() for name, p in inner.named_parameters()
-            if p.requires_grad}
 
 
 def frozen_backbone_keys(model: nn.Module) -> Optional[Set[str]]:

@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, base_weights_from_init_cfg,
                                          decode_base_weights, resolve_base_weights,
                                          same_base_weights, save_base_weights_hook)
+from mmda_vpt.utils.params import count_params, log_trainable_params, trainable_state_dict
 from .attention_recorder import AttentionRecorder
 from .bias_tuning import kv_rows, tuned_qkv_bias
 from .block_parts import BlockParts
@@ -304,7 +305,7 @@ class PromptedViTMixin:
 
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
         """Only the trained parameters of this backbone (prompts, tuned biases, CLS token)."""
-        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+        return trainable_state_dict(self)
 
     def check_loaded_keys(self, missing: Sequence[str], unexpected: Sequence[str],
                           source: str) -> None:
@@ -437,11 +438,9 @@ class PromptedViTMixin:
     # ------------------------------------------------------------------ reporting
     def param_summary(self) -> Tuple[int, int]:
         """(trainable, total) parameter counts of this backbone."""
-        from mmda_vpt.utils.params import count_params
         return count_params(self)
 
     def log_param_summary(self) -> None:
-        from mmda_vpt.utils.params import log_trainable_params
         log_trainable_params(self, once=False, details=(
             f'prompts per layer {self.prompt_counts}, guided layers {self.guided_layers}, '
             f'bias_tune={self.bias_tune}'))
