@@ -2,7 +2,7 @@
 PYTHON_VENV := .venv/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo-data demo test test-fast clean-env
+.PHONY: setup demo-data demo test test-fast test-unit clean-env
 
 ## setup: the virtual environment with the whole OpenMMLab stack (idempotent)
 setup:
@@ -30,6 +30,10 @@ test: setup demo-data
 ## test-fast: the tests without set-up
 test-fast:
 	$(PYTHON_VENV) -m pytest tests -q -x -p no:cacheprovider
+
+## test-unit: the tests without set-up, leaving out the slow ones (runners, subprocesses)
+test-unit:
+	$(PYTHON_VENV) -m pytest tests -q -x -m "not slow" -p no:cacheprovider
 
 clean-env:
 	rm -rf .venv

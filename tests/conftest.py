@@ -23,3 +23,8 @@ def fresh_runner_globals():
     for cls in (Visualizer, *_subclasses(Visualizer)):
         cls._instance_dict.clear()
     yield
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: trains through a runner or starts subprocesses (make test-unit skips it)')

@@ -1,10 +1,19 @@
-"""Helpers shared by the tests: the repository's paths and its scripts imported as modules."""
+"""Helpers shared by the tests: the repository's paths, its scripts imported as modules and the
+toy data of the tool tests."""
 import importlib.util
+import os
 import os.path as osp
+import socket
 from types import ModuleType
 from typing import Optional
 
-__all__ = ['REPO', 'load_script', 'load_tool']
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
+    'load_script', 'load_tool', 'free_port', 'write_toy_images'
+]
 
 #: The repository root.
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -39,3 +48,38 @@ def load_tool(name: str, module_name: Optional[str] = None) -> ModuleType:
         ModuleType: The executed module.
     """
     return load_script(osp.join('tools', f'{name}.py'), module_name)
+
+
+#: The toy classifier config the tool tests train (tests/data/configs/toy_cls.py).
+TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+TEST = osp.join(REPO, 'tools', 'test.py')
+DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
+#: Seconds a test's subprocess may run.
+SUBPROCESS_TIMEOUT = 600
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a torchrun rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def write_toy_images(root: str) -> None:
+    """Writes the toy dataset: 32x32 images, horizontal vs vertical stripes, 8+4 per class."""
+    rng = np.random.default_rng(0)
+    for split, count in (('train', 8), ('val', 4)):
+        for label, name in enumerate(('horizontal', 'vertical')):
+            folder = osp.join(root, 'data', 'toy_cls', split, name)
+            os.makedirs(folder, exist_ok=True)
+            for index in range(count):
+                image = rng.integers(0, 64, (32, 32, 3)).astype(np.uint8)
+                if label == 0:
+                    image[::4] += 160
+                else:
+                    image[:, ::4] += 160
+                Image.fromarray(image).save(osp.join(folder, f'{index}.png'))
+
+

@@ -4,8 +4,8 @@ Every file in those two folders is written by this script, and so are the segmen
 heads, ``configs/_base_/models/setr-pup_vit-l16_{task}.py``; the tables below (tasks,
 backbones, methods, the paper's numbers) and ``tools/authors_hyperparameters.csv`` (the
 authors' per-task DA-VPT settings) are the single source. After editing a table, regenerate and
-commit the files; ``tests/test_configs.py`` fails while the committed files differ from what
-this script writes.
+commit the files; ``tests/test_configs/test_configs.py`` fails while the committed files differ
+from what this script writes.
 
 The authors' table (``authors_hyperparameters.csv``, one row per config file of their release,
 github.com/Noahsark/DA-VPT ``configs/{fgvc,vtab}/*.yaml``; meanings from their ``params.py``,

@@ -17,6 +17,7 @@ import tempfile
 from typing import Dict, List, Optional
 from unittest import TestCase, mock
 
+import pytest
 import cv2
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ import mmda_vpt  # noqa: F401
 from mmda_vpt.engine.hooks import TrainableCheckpointHook
 from mmda_vpt.utils.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
 
-from .utils import REPO, load_tool
+from tests.utils import REPO, load_tool
+
+pytestmark = pytest.mark.slow  # runners and subprocesses
 
 CLS_CONFIG = osp.join(REPO, 'configs', 'custom', 'davpt_vit-b16-in21k_1xb32-100e_custom-cls-224.py')
 SEG_CONFIG = osp.join(REPO, 'configs', 'custom',

@@ -4,10 +4,13 @@ import os.path as osp
 import tempfile
 from unittest import TestCase
 
+import pytest
 import torch
 
 from benchmarks import step_cost
 from benchmarks.class_clustering import time_class_clustering
+
+pytestmark = pytest.mark.slow  # runners and subprocesses
 
 
 class TestStepCostBenchmark(TestCase):

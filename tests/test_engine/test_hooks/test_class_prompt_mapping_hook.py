@@ -10,6 +10,7 @@ import tempfile
 from types import SimpleNamespace
 from unittest import TestCase
 
+import pytest
 import numpy as np
 import torch
 from mmengine.hooks import Hook
@@ -29,9 +30,9 @@ from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
 from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
 from mmda_vpt.utils.class_prompt_map import ClassPromptMap
 
-from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
+from tests.toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
+from tests.utils import REPO
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 PACK = [dict(type='PackInputs')]
 
 
@@ -475,6 +476,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertLess(used, 8)
         self.assertTrue(any(f'initial pass used {used} of 8 images' in r for r in logs.output))
 
+    @pytest.mark.slow
     def test_two_processes_match_one_on_the_union(self):
         with socket.socket() as sock:
             sock.bind(('127.0.0.1', 0))

@@ -18,7 +18,7 @@ from benchmarks.host_reads import count_host_reads
 from mmda_vpt.engine.hooks import PromptMetricLossHook
 from mmda_vpt.utils.labels import patch_labels
 
-from .toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
+from tests.toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
 
 
 def cls_samples(labels):

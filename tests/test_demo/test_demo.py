@@ -9,6 +9,7 @@ import os.path as osp
 import tempfile
 from unittest import TestCase
 
+import pytest
 import numpy as np
 import torch
 
@@ -198,6 +199,7 @@ class TestReport(TestCase):
             run_demo.apply_overrides(cfg, dict(gamma=1))
 
 
+@pytest.mark.slow
 class TestQuickRun(TestCase):
     """The whole job at a tiny size: pre-training, two transfer methods, pictures, segmentation,
     each through mmengine's Runner with the demo's configs."""

@@ -17,13 +17,13 @@ from types import SimpleNamespace
 from unittest import TestCase, mock
 
 import optuna
+import pytest
 import torch
 from mmengine.config import Config
 from optuna.trial import TrialState
 
 from mmda_vpt.engine.hooks import TrialReportHook
-from .test_compat import SUBPROCESS_TIMEOUT
-from .utils import REPO, load_script
+from tests.utils import REPO, SUBPROCESS_TIMEOUT, load_script
 
 TOOL = osp.join(REPO, 'tools', 'tune.py')
 DIGITS = osp.join(REPO, 'tests', 'data', 'configs', 'toy_davpt_digits.py')
@@ -237,6 +237,7 @@ class TestTrialReportHook(TestCase):
             TrialReportHook('mIoU').after_val_epoch(runner, {'aAcc': 1.0, 'mAcc': 2.0})
 
 
+@pytest.mark.slow
 class TestSearch(TestCase):
     """A 4-trial grid on the tiny DA-VPT classifier, on a validation split carved from the
     training digits, and what it leaves."""
@@ -347,6 +348,7 @@ class TestInputErrors(TestCase):
             self.assertFalse(osp.exists(osp.join(tmp, 'w')))
 
 
+@pytest.mark.slow
 class TestPruningAndSegmentation(TestCase):
 
     def test_pruned_trial_is_recorded(self):
@@ -410,6 +412,7 @@ tune.run_search({config!r}, {space!r}, work_dir={work_dir!r})
 '''
 
 
+@pytest.mark.slow
 class TestKilledSearch(TestCase):
 
     def test_resume_after_kill(self):
@@ -456,6 +459,7 @@ class _FakeProcess:
         return 0
 
 
+@pytest.mark.slow
 class TestWorkers(TestCase):
 
     def test_one_device_per_worker(self):

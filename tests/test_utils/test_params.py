@@ -8,7 +8,7 @@ from mmengine.model import BaseTTAModel
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.utils import count_params, log_trainable_params, unwrap_model
-from tests.test_davpt_vit import build_pretrain
+from tests.test_models.test_backbones.test_davpt_vit import build_pretrain
 
 
 class _Records(logging.Handler):

@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.compat and of tools/train.py, tools/test.py, tools/dist_train.sh.
+"""Tests of tools/train.py, tools/test.py, tools/dist_train.sh and tools/dist_test.sh.
 
 The end-to-end tests train the toy classifier of tests/data/configs/toy_cls.py in subprocesses,
 exactly as a user runs the tools: one straight 2-epoch run shared by the tests, a run resumed
@@ -8,221 +8,19 @@ import io
 import json
 import os
 import os.path as osp
-import pickle
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 from unittest import TestCase, mock
 
-import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
-from mmengine.dist import utils as dist_utils
-from mmengine.logging import HistoryBuffer, MessageHub
-from mmengine.model import MMDistributedDataParallel
-from mmengine.runner import load_checkpoint
-from PIL import Image
 
 import mmda_vpt  # noqa: F401  (applies the compatibility patches)
-from mmda_vpt.utils.compat import apply_compat_patches, checkpoint_safe_globals
-from tests.utils import REPO, load_script
-
-TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
-TRAIN = osp.join(REPO, 'tools', 'train.py')
-TEST = osp.join(REPO, 'tools', 'test.py')
-DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
-DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
-SUBPROCESS_TIMEOUT = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _write_toy_images(root: str) -> None:
-    """Writes the toy dataset: 32x32 images, horizontal vs vertical stripes, 8+4 per class."""
-    rng = np.random.default_rng(0)
-    for split, count in (('train', 8), ('val', 4)):
-        for label, name in enumerate(('horizontal', 'vertical')):
-            folder = osp.join(root, 'data', 'toy_cls', split, name)
-            os.makedirs(folder, exist_ok=True)
-            for index in range(count):
-                image = rng.integers(0, 64, (32, 32, 3)).astype(np.uint8)
-                if label == 0:
-                    image[::4] += 160
-                else:
-                    image[:, ::4] += 160
-                Image.fromarray(image).save(osp.join(folder, f'{index}.png'))
-
-
-class Unpicklable:
-    """A custom class a weights_only load must refuse to rebuild."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-
-class RunsCommand:
-    """Pickles as a call of os.system: loading it must not run the command."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f'touch {self.marker}', )
-
-
-class ReachesPrivateAttribute:
-    """Pickles as getattr(HistoryBuffer, '__init__'), outside what checkpoints need."""
-
-    def __reduce__(self):
-        return getattr, (HistoryBuffer, '__init__')
-
-
-class TestCheckpointAllowlist(TestCase):
-    """(a) resume under torch's weights_only default, with weights_only still on."""
-
-    def _save(self, obj, directory: str) -> str:
-        path = osp.join(directory, 'ckpt.pth')
-        torch.save(obj, path)
-        return path
-
-    def test_message_hub_round_trip(self):
-        hub = MessageHub('test_compat_round_trip')
-        for step in range(3):
-            hub.update_scalar('train/loss', 1.0 / (step + 1))
-        hub.update_info('epoch', np.int64(3))
-        ckpt = dict(
-            state_dict=dict(weight=torch.arange(4.)),
-            message_hub=hub.state_dict(),
-            meta=dict(dataset_meta=dict(classes=(np.str_('a'), 'b')), score=np.float32(0.5)))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self._save(ckpt, tmp)
-            loaded = torch.load(path)  # torch's default: weights_only=True
-        buffer = loaded['message_hub']['log_scalars']['train/loss']
-        self.assertIsInstance(buffer, HistoryBuffer)
-        assert np.allclose(buffer.data[0], [1.0, 0.5, 1 / 3])
-        self.assertAlmostEqual(float(buffer.mean()), (1.0 + 0.5 + 1 / 3) / 3)
-        self.assertIs(buffer._statistics_methods['mean'], HistoryBuffer.mean)
-        self.assertEqual(loaded['message_hub']['runtime_info']['epoch'], 3)
-        self.assertEqual(loaded['meta']['score'], np.float32(0.5))
-        assert torch.equal(loaded['state_dict']['weight'], torch.arange(4.))
-
-    def test_arbitrary_object_refused(self):
-        model = torch.nn.Linear(2, 2)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self._save(dict(state_dict=model.state_dict(), extra=Unpicklable(1)), tmp)
-            with self.assertRaisesRegex(pickle.UnpicklingError,
-                                        r'Weights only load failed(.|\n)*Unpicklable'):
-                load_checkpoint(model, path)
-
-    def test_code_execution_refused(self):
-        model = torch.nn.Linear(2, 2)
-        with tempfile.TemporaryDirectory() as tmp:
-            marker = osp.join(tmp, 'executed')
-            path = self._save(dict(state_dict=model.state_dict(), x=RunsCommand(marker)), tmp)
-            with self.assertRaisesRegex(pickle.UnpicklingError, 'Weights only load failed'):
-                load_checkpoint(model, path)
-            self.assertFalse(osp.exists(marker))
-
-    def test_getattr_limited_to_history_buffer_methods(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self._save(dict(x=ReachesPrivateAttribute()), tmp)
-            with self.assertRaisesRegex(pickle.UnpicklingError,
-                                        'only the public methods of '
-                                        'mmengine.logging.HistoryBuffer'):
-                torch.load(path)
-
-    def test_allowlist_is_specific(self):
-        names = set()
-        for entry in checkpoint_safe_globals():
-            names.add(entry[1] if isinstance(entry, tuple) else entry.__qualname__)
-        self.assertIn('HistoryBuffer', names)
-        self.assertIn('builtins.getattr', names)
-        self.assertNotIn(getattr, checkpoint_safe_globals())
-        self.assertNotIn(type(np.dtype(object)), checkpoint_safe_globals())
-
-
-class TestCpuDistributed(TestCase):
-    """(b) distributed launchers and the DDP wrapper without CUDA; unchanged with CUDA."""
-
-    def _env(self):
-        return mock.patch.dict(
-            os.environ, dict(RANK='0', LOCAL_RANK='1', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-                             MASTER_PORT=str(_free_port())))
-
-    def test_launcher_without_cuda(self):
-        set_device = torch.cuda.set_device
-        with self._env(), mock.patch.object(torch.cuda, 'is_available', return_value=False), \
-                mock.patch.object(dist_utils.mp, 'set_start_method'), \
-                mock.patch('torch.distributed.init_process_group') as init_pg:
-            dist_utils.init_dist('pytorch', backend='nccl')
-        init_pg.assert_called_once_with(backend='gloo')
-        self.assertIs(torch.cuda.set_device, set_device)
-
-    def test_launcher_with_cuda_unchanged(self):
-        with self._env(), mock.patch.object(torch.cuda, 'is_available', return_value=True), \
-                mock.patch.object(dist_utils.mp, 'set_start_method'), \
-                mock.patch.object(torch.cuda, 'set_device') as set_device, \
-                mock.patch('torch.distributed.init_process_group') as init_pg:
-            dist_utils.init_dist('pytorch', backend='nccl')
-        set_device.assert_called_once_with(1)
-        init_pg.assert_called_once_with(backend='nccl')
-
-    def test_ddp_of_cpu_module(self):
-        model = torch.nn.Linear(3, 2)
-        with tempfile.TemporaryDirectory() as tmp, \
-                mock.patch.object(torch.cuda, 'is_available', return_value=False):
-            torch.distributed.init_process_group(
-                'gloo', init_method=f'file://{osp.join(tmp, "store")}', rank=0, world_size=1)
-            try:
-                # What Runner.wrap_model does: device_ids=[LOCAL_RANK].
-                ddp = MMDistributedDataParallel(module=model, device_ids=[0])
-                self.assertIsNone(ddp.device_ids)
-                ddp(torch.ones(4, 3)).sum().backward()
-                self.assertIsNotNone(model.weight.grad)
-                stock_init = MMDistributedDataParallel.__init__.__wrapped__
-                with self.assertRaisesRegex(ValueError, 'device_ids'):
-                    stock_init(
-                        object.__new__(MMDistributedDataParallel), module=model,
-                        device_ids=[0])
-            finally:
-                torch.distributed.destroy_process_group()
-
-    def test_idempotent(self):
-        launcher = dist_utils._init_dist_pytorch
-        ddp_init = MMDistributedDataParallel.__init__
-        apply_compat_patches()
-        apply_compat_patches()
-        self.assertIs(dist_utils._init_dist_pytorch, launcher)
-        self.assertIs(MMDistributedDataParallel.__init__, ddp_init)
-        self.assertFalse(hasattr(launcher.__wrapped__, '__wrapped__'))
-        self.assertFalse(hasattr(ddp_init.__wrapped__, '__wrapped__'))
-
-
-class TestPackageLookups(TestCase):
-    """mmengine's `mmpretrain::` / `mmseg::` config paths, with or without pkg_resources."""
-
-    def test_installed_path(self):
-        import mmpretrain
-        from mmengine.config import config as config_module
-        self.assertTrue(config_module.is_installed('mmpretrain'))
-        self.assertFalse(config_module.is_installed('mmda_vpt_no_such_package'))
-        self.assertEqual(
-            osp.realpath(config_module.get_installed_path('mmpretrain')),
-            osp.realpath(osp.dirname(mmpretrain.__file__)))
-
-    def test_scoped_base_config(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = osp.join(tmp, 'seg.py')
-            with open(path, 'w') as f:
-                f.write("_base_ = 'mmseg::_base_/default_runtime.py'\n")
-            cfg = Config.fromfile(path)
-        self.assertEqual(cfg.default_scope, 'mmseg')
+from tests.utils import (DIST_TEST, DIST_TRAIN, REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN,
+                         free_port, load_script, write_toy_images)
 
 
 class TestTrainToolArgs(TestCase):
@@ -297,6 +95,7 @@ class TestTrainToolArgs(TestCase):
             self.test_tool.parse_args([TOY_CONFIG, 'ckpt.pth', '--out-item', 'metrics'])
 
 
+@pytest.mark.slow
 class TestToolsEndToEnd(TestCase):
     """The tools in subprocesses on the toy classifier: resume, torchrun on the CPU, test."""
 
@@ -304,7 +103,7 @@ class TestToolsEndToEnd(TestCase):
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
         cls.root = cls._tmp.name
-        _write_toy_images(cls.root)
+        write_toy_images(cls.root)
         # The reference: 2 epochs straight, global batch 8 (2 iterations per epoch).
         cls.straight = cls._run([sys.executable, TRAIN, TOY_CONFIG, '--work-dir', 'straight',
                                  '--cfg-options', 'train_dataloader.batch_size=8'])
@@ -355,7 +154,7 @@ class TestToolsEndToEnd(TestCase):
 
     def test_torchrun_two_cpu_processes(self):
         run = self._run(['bash', DIST_TRAIN, TOY_CONFIG, '2', '--work-dir', 'dist'],
-                        PYTHON=sys.executable, PORT=str(_free_port()))
+                        PYTHON=sys.executable, PORT=str(free_port()))
         self.assertIn('Distributed training: True', run.stdout)
         self.assertIn('GPU number: 2', run.stdout)
         self.assertEqual(run.stdout.count('the distributed backend "nccl" is replaced by "gloo"'),
@@ -377,7 +176,7 @@ class TestToolsEndToEnd(TestCase):
         environ = {k: v for k, v in os.environ.items()
                    if k not in ('PYTHON', 'VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHONPATH')}
         environ.update(PATH='/usr/bin:/bin', CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
-                       MKL_NUM_THREADS='1', PORT=str(_free_port()))
+                       MKL_NUM_THREADS='1', PORT=str(free_port()))
         commands = [
             ['bash', DIST_TRAIN, TOY_CONFIG, '1', '--work-dir', 'plain_shell', '--cfg-options',
              'train_cfg.max_epochs=1'],

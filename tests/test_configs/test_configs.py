@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterator, List
 from unittest import TestCase, mock
 
+import pytest
 import cv2
 import numpy as np
 import torch
@@ -832,6 +833,7 @@ def _run(test: TestCase, cfg: Config):
     return runner, val, tst, logged
 
 
+@pytest.mark.slow
 class TestEndToEnd(TestCase):
     """Three real configs, shrunk, train 2 iterations with the DA-VPT hooks and evaluate."""
 
