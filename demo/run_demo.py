@@ -19,7 +19,8 @@ mmda_vpt hooks, as a paper run does. Run from anywhere::
     python demo/run_demo.py [--out outputs/demo] [--seeds 0 1 2] [--quick]
 
 ``--tune`` instead runs the validation sweep that chose the learning rates and DA-VPT's loss
-weights (validation split only; the test split is not touched).
+weights through ``tools/tune.py`` (validation split only; the test split is not touched), and
+``--compare-searches`` measures a full grid against a pruned search of that tool.
 """
 import argparse
 import copy
@@ -656,75 +657,219 @@ def run_segmentation(args, size: Size, data_root: str, checkpoint: str, out: str
 
 
 # ------------------------------------------------------------------------------ --tune
-def _grid(**axes) -> List[dict]:
-    """Every combination of the axes' values, as override dicts (``beta_lam`` sets both)."""
-    import itertools
-    trials = []
-    for values in itertools.product(*axes.values()):
-        trial = {}
-        for key, value in zip(axes, values):
-            if key == 'beta_lam':
-                trial.update(beta=value, lam=value)
-            else:
-                trial[key] = value
-        trials.append(trial)
-    return trials
-
-
-#: The validation sweep of ``--tune``: VPT-Deep and DA-VPT get the same number of trials, each
-#: over its own learning rate and (DA-VPT) its loss weights and the learning-rate multiplier of
-#: the guided prompts; DA-VPT+ then tunes the K/V biases' learning-rate multiplier at DA-VPT's
-#: chosen setting. Every trial is scored on the validation split, mean of ``--tune-seeds``.
-TUNE_TRIALS = dict(
-    linear=_grid(lr=(0.1, 0.3, 1.0)),
-    vpt_deep=_grid(lr=(0.03, 0.1, 0.3, 1.0), weight_decay=(1e-4, 1e-2)),
-    davpt=_grid(lr=(0.1, 0.3), beta_lam=(0.003, 0.03), guided_lr_mult=(1.0, 0.1)),
+#: The validation sweep of ``--tune`` (grids, in the demo's short names): VPT-Deep and DA-VPT get
+#: the same number of trials, each over its own learning rate and (DA-VPT) its loss weights and
+#: the learning-rate multiplier of the guided prompts; DA-VPT+ then tunes the K/V biases'
+#: learning-rate multiplier at DA-VPT's chosen setting. ``tools/tune.py`` runs each grid; every
+#: trial is scored on the validation split, mean of ``--tune-seeds``.
+TUNE_SPACES = dict(
+    linear=dict(lr=[0.1, 0.3, 1.0]),
+    vpt_deep=dict(lr=[0.03, 0.1, 0.3, 1.0], weight_decay=[1e-4, 1e-2]),
+    davpt=dict(lr=[0.1, 0.3], beta_lam=[0.003, 0.03], guided_lr_mult=[1.0, 0.1]),
 )
-TUNE_PLUS = dict(kv_lr_mult=(1.0, 0.1, 0.01))
+TUNE_PLUS = dict(kv_lr_mult=[1.0, 0.1, 0.01])
+
+
+def load_tune_tool():
+    """``tools/tune.py``, the public search tool, imported as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('mmda_vpt_tune_tool',
+                                                  osp.join(REPO, 'tools', 'tune.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _custom_key_path(key: str, option: str) -> str:
+    return f'optim_wrapper.paramwise_cfg.custom_keys.{key}.{option}'
+
+
+def tool_keys(cfg) -> Dict[str, str]:
+    """The demo's short names as keys of ``tools/tune.py`` (short names or config paths of
+    ``cfg``; ``+`` sets several to one value)."""
+    depth = cfg.model.backbone.arch['num_layers']
+    guided = '+'.join(_custom_key_path(f'backbone.prompts.{layer % depth}', 'lr_mult')
+                      for layer in cfg.model.backbone.get('guided_layers', ()))
+    return dict(lr='lr', weight_decay='weight_decay', beta_lam='beta+lam',
+                guided_lr_mult=guided,
+                kv_lr_mult=_custom_key_path('backbone.kv_bias', 'lr_mult'))
+
+
+def demo_overrides(params: dict, keys: Dict[str, str]) -> dict:
+    """A trial's values (``tools/tune.py`` keys) as the demo's overrides (:data:`OVERRIDES`)."""
+    names = {tool_key: name for name, tool_key in keys.items()}
+    overrides = {}
+    for tool_key, value in params.items():
+        name = names[tool_key]
+        if name == 'beta_lam':
+            overrides.update(beta=value, lam=value)
+        else:
+            overrides[name] = value
+    return overrides
+
+
+def search_config(args, size: Size, data_root: str, checkpoint: str, key: str,
+                  base: Optional[dict] = None) -> str:
+    """Writes the transfer config of ``key`` (with its validation split and the ``base``
+    overrides) as one file for ``tools/tune.py``; returns its path."""
+    method = METHOD_BY_KEY[key]
+    name = f'{osp.splitext(method.config)[0]}_search'
+    cfg = transfer_config(method, args.tune_seeds[0], args, size, data_root, checkpoint, name,
+                          base, validate=True)
+    path = osp.join(args.work_dir, 'tune' + size.tag, 'configs', f'{key}.py')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    cfg.dump(path)
+    return path
 
 
 def score_trials(args, size: Size, data_root: str, checkpoint: str, key: str,
-                 trials: Sequence[dict], rows: List[dict], base: Optional[dict] = None) -> dict:
-    """Mean validation accuracy of every trial over ``--tune-seeds``; returns the best trial."""
+                 space: Dict[str, list], rows: List[dict], base: Optional[dict] = None) -> dict:
+    """The grid ``space`` of one method through ``tools/tune.py`` (each trial: mean validation
+    accuracy over ``--tune-seeds``); returns the best trial's overrides."""
+    from mmengine.config import Config
     method = METHOD_BY_KEY[key]
-    best, best_acc = None, -1.0
-    for trial in trials:
-        overrides = dict(base or {}, **trial)
-        name = f'tune_{key}_' + '_'.join(f'{k}{v}' for k, v in trial.items())
-        accs = []
-        for seed in args.tune_seeds:
-            cfg = transfer_config(method, seed, args, size, data_root, checkpoint,
-                                  f'{name}_seed{seed}', overrides, validate=True)
-            result = train_and_test(cfg, f'{name}_seed{seed}', test=False)
-            accs.append(result.val_metrics['accuracy/top1'])
-        acc = float(np.mean(accs))
-        rows.append(dict(method=method.title, key=key, overrides=overrides, val_top1=acc,
-                         val_all=accs))
-        say(f'  {method.title} {overrides}: val accuracy {acc:.2f}% ({accs})')
-        if acc > best_acc:
-            best, best_acc = overrides, acc
-    return best
+    path = search_config(args, size, data_root, checkpoint, key, base)
+    keys = tool_keys(Config.fromfile(path))
+    result = load_tune_tool().run_search(
+        path, {keys[name]: list(values) for name, values in space.items()},
+        work_dir=osp.join(args.work_dir, 'tune' + size.tag, key), sampler='grid',
+        train_seeds=list(args.tune_seeds))
+    for row in sorted(result.rows, key=lambda r: r['trial']):
+        if row['state'] != 'complete':
+            continue
+        overrides = dict(base or {}, **demo_overrides(row['params'], keys))
+        rows.append(dict(method=method.title, key=key, overrides=overrides,
+                         val_top1=row['metric'], val_all=row['values']))
+        say(f'  {method.title} {overrides}: val accuracy {row["metric"]:.2f}% '
+            f'({row["values"]})')
+    say(f'  {method.title}: the search\'s table is {result.files["table_md"]}')
+    return dict(base or {}, **demo_overrides(result.best['params'], keys))
 
 
 def run_tune(args, size: Size, data_root: str, checkpoint: str) -> dict:
-    """The validation sweep that chose the methods' settings (val split only)."""
+    """The validation sweep that chose the methods' settings (val split only), through
+    ``tools/tune.py``."""
     say(f'tuning on the validation split with seeds {list(args.tune_seeds)} (the test split '
-        'is not used)')
+        'is not used), through tools/tune.py')
     rows: List[dict] = []
     best = {}
     for key in ('linear', 'vpt_deep', 'davpt'):
         if key in args.methods:
-            best[key] = score_trials(args, size, data_root, checkpoint, key, TUNE_TRIALS[key],
+            best[key] = score_trials(args, size, data_root, checkpoint, key, TUNE_SPACES[key],
                                      rows)
     if 'davpt_plus' in args.methods and 'davpt' in best:
         best['davpt_plus'] = score_trials(args, size, data_root, checkpoint, 'davpt_plus',
-                                          _grid(**TUNE_PLUS), rows, base=best['davpt'])
+                                          TUNE_PLUS, rows, base=best['davpt'])
     say(f'best on the validation split: {best}')
     os.makedirs(args.out, exist_ok=True)
+    trials = {k: int(np.prod([len(v) for v in space.values()]))
+              for k, space in dict(TUNE_SPACES, davpt_plus=TUNE_PLUS).items()}
     with open(osp.join(args.out, 'tune.json'), 'w') as f:
-        json.dump(dict(rows=rows, best=best, seeds=list(args.tune_seeds),
-                       trials={k: len(v) for k, v in TUNE_TRIALS.items()}), f, indent=1)
+        json.dump(dict(rows=rows, best=best, seeds=list(args.tune_seeds), trials=trials), f,
+                  indent=1)
     return best
+
+
+# ------------------------------------------------------------------------------ --compare-searches
+#: The space both searches of ``--compare-searches`` cover (DA-VPT; demo short names): a full grid
+#: of 16 trials against successive halving over the same grid, which validates every epoch and
+#: stops a trial at a rung (epochs 1, 4) where it is not in the best quarter.
+COMPARE_SPACE = dict(lr=[0.03, 0.1, 0.3, 1.0], beta_lam=[0.001, 0.003, 0.01, 0.03])
+COMPARE_PRUNER = dict(min_resource=1, reduction_factor=4)
+#: ``--quick``'s smaller space (a smoke test of the measurement, not a result).
+QUICK_COMPARE_SPACE = dict(lr=[0.03, 1.0], beta_lam=[0.001, 0.03])
+
+
+def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    """A full grid and a pruned search of ``tools/tune.py`` over :data:`COMPARE_SPACE` (one
+    training seed per trial, the first of ``--tune-seeds``; validation split only), then the
+    best setting of each retrained on ``--seeds`` and scored on the validation and test splits.
+    """
+    from mmengine.config import Config
+    tool = load_tune_tool()
+    key = 'davpt'
+    method = METHOD_BY_KEY[key]
+    path = search_config(args, size, data_root, checkpoint, key)
+    keys = tool_keys(Config.fromfile(path))
+    compare_space = QUICK_COMPARE_SPACE if size.tag else COMPARE_SPACE
+    space = {keys[name]: list(values) for name, values in compare_space.items()}
+    root = osp.join(args.work_dir, 'compare_searches' + size.tag)
+    epochs = Config.fromfile(path).train_cfg.max_epochs
+    searches = dict(
+        grid=dict(title='full grid'),
+        pruned=dict(title='successive halving (min_resource 1, reduction factor 4)',
+                    pruner='halving', pruner_options=COMPARE_PRUNER,
+                    cfg_options={'train_cfg.val_interval': 1}))
+    say(f'comparing a full grid with a pruned search over {compare_space} (DA-VPT, validation '
+        f'split, seed {args.tune_seeds[0]})')
+    out: Dict[str, dict] = {}
+    for name, options in searches.items():
+        start = time.perf_counter()
+        result = tool.run_search(
+            path, space, work_dir=osp.join(root, name), sampler='grid',
+            pruner=options.get('pruner', 'none'), pruner_options=options.get('pruner_options'),
+            cfg_options=options.get('cfg_options'))
+        spent = int(sum(r['run'] or 0 for r in result.rows))
+        best = demo_overrides(result.best['params'], keys)
+        out[name] = dict(title=options['title'], trials=len(result.rows),
+                         pruned=sum(r['pruned'] for r in result.rows), epochs=spent,
+                         full_epochs=epochs * len(result.rows), best=best,
+                         best_val=result.best['value'], minutes=(time.perf_counter() - start) / 60,
+                         table=result.files['table_md'])
+        say(f'  {options["title"]}: best {best} (val {result.best["value"]:.2f}%), '
+            f'{spent} epochs in {len(result.rows)} trials ({out[name]["pruned"]} pruned), '
+            f'{out[name]["minutes"]:.1f} min')
+    retrained: Dict[str, dict] = {}
+    for name in searches:
+        best = out[name]['best']
+        tag = json.dumps(best, sort_keys=True)
+        if tag not in retrained:
+            runs = []
+            for seed in args.seeds:
+                run = f'compare_{name}_seed{seed}'
+                cfg = transfer_config(method, seed, args, size, data_root, checkpoint, run,
+                                      best, validate=True)
+                result = train_and_test(cfg, run)
+                runs.append((result.val_metrics['accuracy/top1'],
+                             result.test_metrics['accuracy/top1']))
+                say(f'  {best}, seed {seed}: val {runs[-1][0]:.2f}%, test {runs[-1][1]:.2f}%')
+            retrained[tag] = dict(val=[v for v, _ in runs], test=[t for _, t in runs])
+        out[name].update(retrained[tag])
+    grid, pruned = out['grid'], out['pruned']
+    spread = (min(grid['val']), max(grid['val']))
+    within = spread[0] <= float(np.mean(pruned['val'])) + 1e-9
+    ratio = pruned['epochs'] / grid['epochs']
+    lines = ['| search | trials (pruned) | epochs trained | best setting | best trial val % | '
+             f'retrained, seeds {list(args.seeds)}: val % | test % |', '|---|---|---|---|---|---|---|']
+    for row in (grid, pruned):
+        lines.append(
+            f'| {row["title"]} | {row["trials"]} ({row["pruned"]}) | {row["epochs"]} | '
+            f'{row["best"]} | {row["best_val"]:.2f} | {np.mean(row["val"]):.2f} +- '
+            f'{np.std(row["val"], ddof=1) if len(row["val"]) > 1 else 0:.2f} | '
+            f'{np.mean(row["test"]):.2f} +- '
+            f'{np.std(row["test"], ddof=1) if len(row["test"]) > 1 else 0:.2f} |')
+    same = grid['best'] == pruned['best']
+    verdict = (f'The pruned search trained {ratio:.2f} of the grid\'s epochs '
+               f'({pruned["epochs"]} / {grid["epochs"]}; target <= 0.33: '
+               f'{"met" if ratio <= 1 / 3 else "NOT met"}) and '
+               + ('chose the same setting as the grid' if same else
+                  f'chose {pruned["best"]} where the grid chose {grid["best"]}')
+               + f'; its retrained validation accuracy {np.mean(pruned["val"]):.2f}% is '
+               f'{"within" if within else "below"} the grid setting\'s seed range '
+               f'[{spread[0]:.2f}, {spread[1]:.2f}] (target: within: '
+               f'{"met" if within else "NOT met"}).')
+    table = '\n'.join(lines)
+    say(table)
+    say(verdict)
+    summary = dict(space=compare_space, pruner=COMPARE_PRUNER, search_seed=args.tune_seeds[0],
+                   seeds=list(args.seeds), searches=out, epoch_ratio=ratio, within_spread=within,
+                   same_setting=same, table=table, verdict=verdict)
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'compare_searches.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    with open(osp.join(args.out, 'compare_searches.md'), 'w') as f:
+        f.write(table + '\n\n' + verdict + '\n')
+    return summary
 
 
 # ------------------------------------------------------------------------------ --ablations
@@ -832,6 +977,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tune-seeds', type=int, nargs='+', default=[100, 101],
                         help='seeds of every --tune trial (default 100 101: not the seeds of '
                         'the reported runs)')
+    parser.add_argument('--compare-searches', action='store_true',
+                        help='measure tools/tune.py: a full grid against a pruned search over '
+                        'one DA-VPT space (validation split), the best of each retrained on '
+                        '--seeds (use --seeds 0 1 2)')
     parser.add_argument('--ablations', action='store_true',
                         help='run the DA-VPT ablations (map, loss terms, beta, the guided '
                         "prompts' learning rate) on --seeds, paired with VPT-Deep")
@@ -859,6 +1008,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.tune:
         run_tune(args, size, data_root, checkpoint)
         return {}
+    if args.compare_searches:
+        return compare_searches(args, size, data_root, checkpoint)
     if args.ablations:
         return run_ablations(args, size, data_root, checkpoint)
 

@@ -33,6 +33,7 @@ Examples::
 
     python tools/tune.py CONFIG --space lr=1e-4:1e-2:log weight_decay=0,1e-4,1e-3 --trials 20
     python tools/tune.py CONFIG --preset davpt --pruner halving
+    python tools/tune.py CONFIG --space lr=1e-3,1e-2 --train-seeds 0 1 2   # mean of 3 seeds
     python tools/tune.py CONFIG --preset vpt-prompt --gpus 0,1,2,3
     python tools/tune.py VTAB_CONFIG --preset davpt \\
         --val-cfg-options train_dataloader.dataset.split=train800
@@ -187,6 +188,7 @@ class SearchSpec:
     seed: int
     keep_checkpoints: bool
     heartbeat: Optional[int]
+    train_seeds: Optional[List[int]] = None
 
 
 @dataclass
@@ -614,12 +616,16 @@ class Search:
         return metric
 
     # -------------------------------------------------------------------- trials
-    def trial_config(self, values: Mapping[str, Any], work_dir: str, name: str) -> Config:
-        """The merged config of a trial, as ``tools/train.py`` would run it."""
+    def trial_config(self, values: Mapping[str, Any], work_dir: str, name: str,
+                     train_seed: Optional[int] = None) -> Config:
+        """The merged config of a trial, as ``tools/train.py`` would run it (with the training
+        seed ``train_seed`` where one is given)."""
         cfg = copy.deepcopy(self.cfg)
         for param in self.params:
             for path in param.paths:
                 _set(cfg._cfg_dict, path, values[param.name])
+        if train_seed is not None:
+            cfg.merge_from_dict({'randomness.seed': int(train_seed)})
         args = train_tool.parse_args([self.spec.config, '--work-dir', work_dir])
         cfg = train_tool.merge_args(cfg, args)
         cfg.experiment_name = name
@@ -628,6 +634,10 @@ class Search:
         return cfg
 
     def objective(self, trial: optuna.Trial) -> float:
+        """Trains the trial (once per training seed) and returns its score: the last validation
+        metric, averaged over the training seeds where ``train_seeds`` are given. Only the first
+        seed's validations are reported to the pruner, so a pruned trial stops in its first run.
+        """
         trial.set_user_attr('host', socket.gethostname())
         trial.set_user_attr('pid', os.getpid())
         trial.set_user_attr('device', os.environ.get('CUDA_VISIBLE_DEVICES'))
@@ -635,11 +645,34 @@ class Search:
         name = f'trial_{trial.number:04d}'
         work_dir = osp.join(self.spec.work_dir, 'trials', name)
         self.log(f'{name}: {values}')
-        cfg = self.trial_config(values, work_dir, name)
+        seeds = self.spec.train_seeds or [None]
+        scores: List[float] = []
+        spent = 0
+        for index, seed in enumerate(seeds):
+            run = name if seed is None else f'{name}_seed{seed}'
+            cfg = self.trial_config(values, work_dir if seed is None else
+                                    osp.join(work_dir, f'seed{seed}'), run, seed)
+            value, steps = self._train(trial, cfg, run, spent, prune=index == 0)
+            scores.append(value)
+            spent += steps
+            trial.set_user_attr('run', spent)
+        if seeds != [None]:
+            trial.set_user_attr('train_seeds', list(seeds))
+            trial.set_user_attr('values', scores)
+            self.log(f'{name}: {self.metric} {", ".join(_fmt(v) for v in scores)} with seeds '
+                     f'{list(seeds)}, mean {_fmt(sum(scores) / len(scores))}')
+        return sum(scores) / len(scores)
+
+    def _train(self, trial: optuna.Trial, cfg: Config, name: str, spent: int,
+               prune: bool) -> Tuple[float, int]:
+        """One training run of a trial: its last validation metric and the epochs (or
+        iterations) it trained; ``prune`` hands each validation to the pruner."""
         runner = train_tool.build_runner(cfg)
 
         def report(step: int, value: float, metrics: Dict[str, float]) -> None:
-            trial.set_user_attr('run', step)
+            if not prune:
+                return
+            trial.set_user_attr('run', spent + step)
             if not math.isfinite(value):
                 value = -math.inf if self.spec.direction == 'maximize' else math.inf
             trial.report(value, step)
@@ -654,14 +687,13 @@ class Search:
             final = runner.epoch if hook.unit == 'epoch' else runner.iter
             if hook.last_step != final:
                 runner.val()  # the config validates less often: score the trained model
-            trial.set_user_attr('run', final)
         finally:
             trial.set_user_attr('unit', hook.unit)
             trial.set_user_attr('metric', hook.metric)
             _close_file_handlers(runner.logger)
         if not hook.history:
             raise RuntimeError(f'{name}: no validation result')
-        return hook.history[-1]['value']
+        return hook.history[-1]['value'], final
 
     # -------------------------------------------------------------------- the study
     def make_sampler(self, worker: int) -> optuna.samplers.BaseSampler:
@@ -696,10 +728,13 @@ class Search:
 
     def signature(self) -> dict:
         """What a resumed search must share with the stored one."""
-        return dict(config=osp.abspath(self.spec.config), metric=self.metric,
-                    direction=self.spec.direction,
-                    space={p.name: (p.values if p.is_grid else repr(p.values))
-                           for p in self.params})
+        signature = dict(config=osp.abspath(self.spec.config), metric=self.metric,
+                         direction=self.spec.direction,
+                         space={p.name: (p.values if p.is_grid else repr(p.values))
+                                for p in self.params})
+        if self.spec.train_seeds:
+            signature['train_seeds'] = list(self.spec.train_seeds)
+        return signature
 
 
 def _close_file_handlers(logger: logging.Logger) -> None:
@@ -887,7 +922,9 @@ def _rows(study: optuna.Study, search: Search) -> List[dict]:
             metric=value, run=trial.user_attrs.get('run'),
             unit=trial.user_attrs.get('unit', 'epoch'),
             pruned=trial.state == TrialState.PRUNED, device=trial.user_attrs.get('device'),
-            retry_of=trial.user_attrs.get('retry_of')))
+            retry_of=trial.user_attrs.get('retry_of'),
+            train_seeds=trial.user_attrs.get('train_seeds'),
+            values=trial.user_attrs.get('values')))
     return rows
 
 
@@ -900,14 +937,20 @@ def _fmt(value: Any) -> str:
 def _table_md(rows: List[dict], search: Search, best: Optional[dict]) -> str:
     unit = rows[0]['unit'] if rows else 'epoch'
     names = [p.name for p in search.params]
-    head = ['trial', *names, search.metric or 'metric', f'{unit}s run', 'pruned', 'state']
+    seeds = search.spec.train_seeds
+    metric = search.metric or 'metric'
+    head = ['trial', *names, f'{metric} (mean over seeds {", ".join(map(str, seeds))})'
+            if seeds else metric, *(['per seed'] if seeds else []), f'{unit}s run', 'pruned',
+            'state']
     lines = [f'# {osp.basename(search.spec.config)}: {len(rows)} trials, {search.metric} '
              f'({search.spec.direction}) on the validation split', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for row in rows:
         mark = '**' if best is not None and row['trial'] == best['number'] else ''
         cells = [f'{mark}{row["trial"]}{mark}', *(_fmt(row['params'][n]) for n in names),
-                 _fmt(row['metric']), _fmt(row['run']), 'yes' if row['pruned'] else 'no',
+                 _fmt(row['metric']),
+                 *([' / '.join(map(_fmt, row['values'] or [])) or '-'] if seeds else []),
+                 _fmt(row['run']), 'yes' if row['pruned'] else 'no',
                  row['state']]
         lines.append('| ' + ' | '.join(cells) + ' |')
     if best is not None:
@@ -1037,6 +1080,9 @@ def write_best_config(search: Search, best: dict, path: str) -> None:
         f'# trial {best["number"]}, {search.metric} {_fmt(best["value"])} on the validation '
         f'split, with {best["params"]}.',
     ]
+    if search.spec.train_seeds:
+        lines += [f'# Each trial was scored by the mean over training seeds '
+                  f'{list(search.spec.train_seeds)}.']
     if val_opts:
         lines += ['# The search carved its validation split with --val-cfg-options, left out '
                   'here (this trains on', '# the full training split); to reproduce the trial '
@@ -1110,7 +1156,8 @@ def run_search(config: str,
                gpus: Optional[Sequence[Union[int, str]]] = None,
                seed: int = 0,
                keep_checkpoints: bool = False,
-               heartbeat: Optional[int] = 60) -> SearchResult:
+               heartbeat: Optional[int] = 60,
+               train_seeds: Optional[Sequence[int]] = None) -> SearchResult:
     """Searches hyperparameters of ``config`` on its validation split (resumable).
 
     Every bad input (unknown key, bad range, unknown metric, no validation split, unknown
@@ -1152,6 +1199,10 @@ def run_search(config: str,
             Defaults to False.
         heartbeat (int, optional): Heartbeat interval of an RDB storage in seconds.
             Defaults to 60.
+        train_seeds (Sequence[int], optional): Train every trial once per seed (the
+            config's ``randomness.seed``) and score it by the mean of their last validations;
+            the pruner sees the first seed's run only. None trains once with the config's
+            seed. Defaults to None.
 
     Returns:
         SearchResult: The table rows, the best trial and the files written.
@@ -1161,7 +1212,7 @@ def run_search(config: str,
         direction=direction, sampler=sampler, pruner=pruner, pruner_options=pruner_options,
         storage=storage, study_name=study_name, cfg_options=cfg_options,
         val_cfg_options=val_cfg_options, seed=seed, keep_checkpoints=keep_checkpoints,
-        heartbeat=heartbeat)
+        heartbeat=heartbeat, train_seeds=train_seeds)
     work_dir = spec.work_dir
     search = Search(spec)  # every check, before anything is written
     search.set_logger(_logger(work_dir))
@@ -1176,7 +1227,8 @@ def run_search(config: str,
     if stored is None:
         study.set_user_attr('search', signature)
     elif stored != signature:
-        changed = ', '.join(k for k in signature if stored.get(k) != signature[k])
+        changed = ', '.join(k for k in dict(stored, **signature)
+                            if stored.get(k) != signature.get(k))
         raise ValueError(f'study {spec.study_name!r} in {spec.storage} is a search with another '
                          f'{changed}; resume it unchanged, or give another --work-dir or '
                          '--study-name')
@@ -1216,7 +1268,8 @@ def make_spec(config: str,
               val_cfg_options: Optional[Mapping[str, Any]] = None,
               seed: int = 0,
               keep_checkpoints: bool = False,
-              heartbeat: Optional[int] = 60) -> SearchSpec:
+              heartbeat: Optional[int] = 60,
+              train_seeds: Optional[Sequence[int]] = None) -> SearchSpec:
     """The :class:`SearchSpec` of :func:`run_search`'s arguments (same meaning and defaults).
 
     Raises:
@@ -1230,6 +1283,10 @@ def make_spec(config: str,
         raise ValueError(f'unknown sampler {sampler!r}; known: {", ".join(SAMPLERS)}')
     if trials is not None and trials < 1:
         raise ValueError(f'--trials must be >= 1, got {trials}')
+    if train_seeds is not None:
+        train_seeds = [int(s) for s in train_seeds]
+        if not train_seeds or len(set(train_seeds)) != len(train_seeds):
+            raise ValueError(f'--train-seeds must be distinct seeds, got {train_seeds}')
     spec = SearchSpec(
         config=osp.abspath(config), space=parse_space(space), preset=preset, work_dir=work_dir,
         trials=trials, metric=metric, direction=direction, sampler=sampler, pruner=pruner,
@@ -1237,7 +1294,7 @@ def make_spec(config: str,
         storage=storage or f'sqlite:///{osp.join(work_dir, "study.db")}',
         study_name=study_name or name, cfg_options=dict(cfg_options or {}),
         val_cfg_options=dict(val_cfg_options or {}), seed=seed,
-        keep_checkpoints=keep_checkpoints, heartbeat=heartbeat)
+        keep_checkpoints=keep_checkpoints, heartbeat=heartbeat, train_seeds=train_seeds)
     if not osp.isfile(spec.config):
         raise ValueError(f'no config file {config}')
     return spec
@@ -1287,6 +1344,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'not in best.py), e.g. train_dataloader.dataset.split=train800')
     parser.add_argument('--gpus', help='comma-separated GPU ids: one worker per GPU')
     parser.add_argument('--seed', type=int, default=0, help='sampler seed (default 0)')
+    parser.add_argument('--train-seeds', type=int, nargs='+', metavar='SEED',
+                        help='train every trial once per seed and score it by the mean '
+                        '(the pruner sees the first seed\'s run); default: once, with the '
+                        'config\'s seed')
     parser.add_argument('--keep-checkpoints', action='store_true',
                         help="keep the config's checkpoints in the trials")
     parser.add_argument('--heartbeat', type=int, default=60,
@@ -1321,7 +1382,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             storage=args.storage, study_name=args.study_name, cfg_options=args.cfg_options,
             val_cfg_options=args.val_cfg_options,
             gpus=args.gpus.split(',') if args.gpus else None, seed=args.seed,
-            keep_checkpoints=args.keep_checkpoints, heartbeat=args.heartbeat or None)
+            keep_checkpoints=args.keep_checkpoints, heartbeat=args.heartbeat or None,
+            train_seeds=args.train_seeds)
     except ValueError as e:
         print(f'tune.py: error: {e}', file=sys.stderr)
         return 2

@@ -253,3 +253,69 @@ class TestQuickRun(TestCase):
             with contextlib.redirect_stdout(stdout):
                 run_demo.main(args + ['--methods', 'vpt_deep', '--skip-seg'])
             self.assertIn('pre-trained ViT found in the cache', stdout.getvalue())
+
+
+class TestSearchKeys(TestCase):
+    """The demo's short names as keys of tools/tune.py."""
+
+    def test_keys_resolve_in_the_configs(self):
+        from mmengine.config import Config
+        tool = run_demo.load_tune_tool()
+        cfg = Config.fromfile(osp.join(run_demo.CONFIG_DIR, run_demo.METHOD_BY_KEY[
+            'davpt_plus'].config))
+        keys = run_demo.tool_keys(cfg)
+        self.assertEqual(keys['guided_lr_mult'],
+                         'optim_wrapper.paramwise_cfg.custom_keys.backbone.prompts.4.lr_mult+'
+                         'optim_wrapper.paramwise_cfg.custom_keys.backbone.prompts.5.lr_mult')
+        for name in ('lr', 'weight_decay', 'beta_lam', 'guided_lr_mult', 'kv_lr_mult'):
+            for key in keys[name].split('+'):
+                with self.subTest(key):
+                    tool._resolve_key(cfg, key)  # raises where the config lacks it
+        params = {keys['lr']: 0.3, keys['beta_lam']: 0.003, keys['guided_lr_mult']: 0.1,
+                  keys['kv_lr_mult']: 0.01}
+        self.assertEqual(run_demo.demo_overrides(params, keys),
+                         dict(lr=0.3, beta=0.003, lam=0.003, guided_lr_mult=0.1,
+                              kv_lr_mult=0.01))
+
+
+@pytest.mark.slow
+class TestQuickSearches(TestCase):
+    """``--tune`` and ``--compare-searches`` at the tiny size, both through tools/tune.py."""
+
+    def test_tune_and_compare(self):
+        source = demo_data.FASHION_MNIST_SOURCE
+        if not osp.isfile(osp.join(source, 'train-images-idx3-ubyte.gz')):
+            self.skipTest("Debian's dataset-fashion-mnist is not installed")
+        self.addCleanup(torch.set_num_threads, torch.get_num_threads())
+        with tempfile.TemporaryDirectory() as tmp:
+            base = ['--quick', '--threads', '1', '--out', osp.join(tmp, 'out'),
+                    '--work-dir', osp.join(tmp, 'work'), '--data-root', osp.join(tmp, 'data'),
+                    '--cache', osp.join(tmp, 'cache')]
+            with contextlib.redirect_stdout(io.StringIO()):
+                run_demo.main(base + ['--tune', '--methods', 'linear', '--tune-seeds', '5', '6'])
+            with open(osp.join(tmp, 'out', 'tune.json')) as f:
+                tuned = json.load(f)
+            self.assertEqual(len(tuned['rows']), 3)
+            self.assertEqual(sorted(r['overrides']['lr'] for r in tuned['rows']), [0.1, 0.3, 1.0])
+            for row in tuned['rows']:
+                self.assertEqual(len(row['val_all']), 2)
+                self.assertAlmostEqual(row['val_top1'], float(np.mean(row['val_all'])))
+            best = max(tuned['rows'], key=lambda r: r['val_top1'])
+            self.assertEqual(tuned['best'], {'linear': best['overrides']})
+            search = osp.join(tmp, 'work', 'tune_quick', 'linear')
+            self.assertTrue(osp.isfile(osp.join(search, 'trials.md')))
+            self.assertTrue(osp.isfile(osp.join(search, 'best.py')))
+
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                summary = run_demo.main(base + ['--compare-searches', '--seeds', '0'])
+            grid, pruned = summary['searches']['grid'], summary['searches']['pruned']
+            self.assertEqual((grid['trials'], grid['pruned'], grid['epochs']), (4, 0, 8))
+            self.assertEqual(pruned['trials'], 4)
+            self.assertLessEqual(pruned['epochs'], 8)
+            self.assertEqual(summary['epoch_ratio'], pruned['epochs'] / 8)
+            for row in (grid, pruned):
+                self.assertEqual(len(row['val']), 1)
+                self.assertEqual(len(row['test']), 1)
+            self.assertIn('The pruned search trained', stdout.getvalue())
+            self.assertTrue(osp.isfile(osp.join(tmp, 'out', 'compare_searches.md')))

@@ -386,6 +386,53 @@ class TestPruningAndSegmentation(TestCase):
                 self.assertIn('| trial | lr | mIoU | iters run | pruned | state |', f.read())
 
 
+@pytest.mark.slow
+class TestTrainSeeds(TestCase):
+    """``train_seeds``: every trial trains once per seed and scores the mean; the pruner sees
+    the first seed's run."""
+
+    def test_mean_over_seeds(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = tune.run_search(DIGITS, ['lr=1e-2'], work_dir=osp.join(tmp, 'seeds'),
+                                     val_cfg_options=CARVE, train_seeds=[3, 4])
+            (row, ) = result.rows
+            self.assertEqual(row['train_seeds'], [3, 4])
+            self.assertEqual(len(row['values']), 2)
+            self.assertAlmostEqual(row['metric'], sum(row['values']) / 2)
+            self.assertEqual((row['state'], row['run']), ('complete', 4))  # 2 epochs x 2 seeds
+            # Oracle: each seed's value is what a one-seed search with that seed scores.
+            for seed, value in zip((3, 4), row['values']):
+                alone = tune.run_search(
+                    DIGITS, ['lr=1e-2'], work_dir=osp.join(tmp, f'alone{seed}'),
+                    val_cfg_options=CARVE, cfg_options={'randomness.seed': seed})
+                self.assertEqual(alone.rows[0]['metric'], value)
+            with open(result.files['table_md']) as f:
+                table = f.read()
+            self.assertIn('| trial | lr | accuracy/top1 (mean over seeds 3, 4) | per seed | '
+                          'epochs run | pruned | state |', table)
+            with open(result.files['best_config']) as f:
+                self.assertIn('mean over training seeds [3, 4]', f.read())
+            # A resumed search must score with the same seeds.
+            with self.assertRaisesRegex(ValueError, 'is a search with another train_seeds'):
+                tune.run_search(DIGITS, ['lr=1e-2'], work_dir=osp.join(tmp, 'seeds'),
+                                val_cfg_options=CARVE, train_seeds=[3])
+
+    def test_pruned_in_the_first_seed(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = tune.run_search(DIGITS, ['lr=1e-2'], work_dir=tmp, pruner='threshold',
+                                     pruner_options=dict(lower=101.0), train_seeds=[0, 1])
+            (row, ) = result.rows
+            self.assertEqual((row['state'], row['run']), ('pruned', 1))
+            trial = osp.join(tmp, 'trials', 'trial_0000')
+            self.assertEqual(sorted(os.listdir(trial)), ['seed0'])
+
+    def test_bad_seeds(self):
+        for seeds in ([], [1, 1]):
+            with self.subTest(seeds), self.assertRaisesRegex(
+                    ValueError, '^--train-seeds must be distinct seeds'):
+                tune.make_spec(DIGITS, ['lr=1e-2'], train_seeds=seeds)
+
+
 KILLED_SEARCH = '''
 import os, signal, sys
 from mmengine.hooks import Hook

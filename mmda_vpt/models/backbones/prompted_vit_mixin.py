@@ -13,6 +13,7 @@ The mixin composes the concepts that live in modules of their own: the options
 (:class:`~.block_parts.BlockParts`); it owns freezing, strict checkpoint loading and the
 completion of trainable-only state dicts from their base weights.
 """
+import warnings
 from contextlib import contextmanager
 from typing import ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -434,6 +435,19 @@ class PromptedViTMixin:
             taps.set_final(self.prompts.strip(x, last), self.num_prefix_tokens)
         self.taps = taps
         return outs
+
+    # ------------------------------------------------------------------ deprecated names
+    def insert_prompts(self, x: torch.Tensor, index: int, replace: bool) -> torch.Tensor:
+        """Deprecated: use ``self.prompts.insert`` (:meth:`DeepPrompts.insert`)."""
+        warnings.warn('insert_prompts is deprecated; use backbone.prompts.insert(x, index, '
+                      'replace)', DeprecationWarning, stacklevel=2)
+        return self.prompts.insert(x, index, replace)
+
+    def strip_prompts(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Deprecated: use ``self.prompts.strip`` (:meth:`DeepPrompts.strip`)."""
+        warnings.warn('strip_prompts is deprecated; use backbone.prompts.strip(x, index)',
+                      DeprecationWarning, stacklevel=2)
+        return self.prompts.strip(x, index)
 
     # ------------------------------------------------------------------ reporting
     def param_summary(self) -> Tuple[int, int]:

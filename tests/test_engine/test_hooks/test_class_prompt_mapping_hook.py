@@ -231,6 +231,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertTrue(torch.equal(kept, labels))
         self.assertEqual(served.tolist(), [2, 2, 2])
 
+    @pytest.mark.slow
     def test_initial_map_is_the_plain_vit_on_the_test_pipeline(self):
         """Initial features: frozen ViT, prompts off, final-norm CLS, test pipeline, k per class."""
         flip = [dict(type='RandomFlip', prob=1.0, direction='horizontal'), dict(type='PackInputs')]
@@ -269,6 +270,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertEqual(hook.last_update['when'], 'epoch 1')
         self.assertEqual(sum(hook.last_update['cluster_sizes']), 10)
 
+    @pytest.mark.slow
     def test_resume_gives_the_uninterrupted_map(self):
         model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3)
         with tempfile.TemporaryDirectory() as tmp:
@@ -352,6 +354,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertEqual(checkpoint[CHECKPOINT_KEY]['window_counts'].tolist(),
                          [0.0, 1.0, 0.0, 1.0])
 
+    @pytest.mark.slow
     def test_fewer_classes_than_prompts(self):
         with tempfile.TemporaryDirectory() as tmp:
             runner = make_runner(tmp, tiny_classifier_cfg(num_classes=2, num_prompts=2,
@@ -371,6 +374,7 @@ class TestClassPromptMappingHook(TestCase):
         warnings = [r for r in logs.output if '2 classes for 3 prompts' in r]
         self.assertEqual(len(warnings), 1)
 
+    @pytest.mark.slow
     def test_missing_class_and_small_classes(self):
         """Class 9 never occurs; every other class has fewer samples than samples_per_class."""
         with tempfile.TemporaryDirectory() as tmp:
@@ -391,6 +395,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertTrue(any('classes [9] have no sample in the training set' in r
                             for r in logs.output))
 
+    @pytest.mark.slow
     def test_first_update(self):
         model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3)
         for first_update, updated in ((1, [1, 2, 3]), (2, [2, 3]), (None, [])):
@@ -424,6 +429,7 @@ class TestClassPromptMappingHook(TestCase):
         self.assertEqual((hook.map_options.balanced, hook.seed, hook.map_options.warm_start),
                          (True, 3, 'centroids'))
 
+    @pytest.mark.slow
     def test_no_empty_prompt_in_training(self):
         # Real training with the default update: after every update every prompt holds a class.
         model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=4)
@@ -438,6 +444,7 @@ class TestClassPromptMappingHook(TestCase):
                     if balanced:
                         self.assertEqual(sorted(sizes), [2, 2, 3, 3])
 
+    @pytest.mark.slow
     def test_labels_outside_class_range(self):
         with tempfile.TemporaryDirectory() as tmp:
             runner = make_runner(tmp, tiny_classifier_cfg(num_classes=8), digits(indices=(0, 40)),
@@ -446,6 +453,7 @@ class TestClassPromptMappingHook(TestCase):
                                         'got values from 0 to 9'):
                 runner.train()
 
+    @pytest.mark.slow
     def test_segmentation_iteration_based(self):
         seg_set = dict(type='ToySegDataset', num_samples=8,
                        pipeline=[dict(type='PackSegInputs')])

@@ -4,6 +4,7 @@ import tempfile
 from unittest import TestCase, mock
 
 import numpy as np
+import pytest
 import torch
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
@@ -224,6 +225,7 @@ class TestPromptMetricLossHook(TestCase):
         runner.train()
         return runner
 
+    @pytest.mark.slow
     def test_classifier_end_to_end(self):
         runner = self._run(
             model=tiny_classifier_cfg(),
@@ -246,6 +248,7 @@ class TestPromptMetricLossHook(TestCase):
         # The loss wrapper is removed after training: validation/test see the stock model.
         self.assertNotIn('loss', runner.model.__dict__)
 
+    @pytest.mark.slow
     def test_zero_weights_and_a_fixed_map_are_vpt_deep(self):
         # The control: DA-VPT with beta = lambda = 0 and no map update is VPT-Deep, seed for
         # seed (same data order, same head initialization, the same trained prompts).
@@ -268,6 +271,7 @@ class TestPromptMetricLossHook(TestCase):
                 self.assertTrue(torch.equal(value, trained['davpt'][key]), (seed, key))
             self.assertGreater(len(trained['vpt']), 2)
 
+    @pytest.mark.slow
     def test_grad_norm_logging(self):
         runner = self._run(
             model=tiny_classifier_cfg(guided_layers=(0, 1)),
@@ -303,6 +307,7 @@ class TestPromptMetricLossHook(TestCase):
         with self.assertRaisesRegex(ValueError, 'log_grad_norms must be None or an int >= 1'):
             PromptMetricLossHook(log_grad_norms=0)
 
+    @pytest.mark.slow
     def test_segmentor_end_to_end(self):
         runner = self._run(
             model=tiny_segmentor_cfg(),
