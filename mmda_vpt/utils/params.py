@@ -1,5 +1,5 @@
 """Trainable-parameter accounting (the paper's #Param column), counted and logged in one place."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -7,7 +7,7 @@ from mmengine.logging import print_log
 
 from .model_access import unwrap_model
 
-__all__ = ['count_params', 'log_trainable_params', 'trainable_state_dict']
+__all__ = ['check_trainable_fit', 'count_params', 'log_trainable_params', 'trainable_state_dict']
 
 _LOGGED_KEY = '_mmda_vpt_params_logged'
 
@@ -36,6 +36,32 @@ def trainable_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """
     return {name: p.detach().cpu().clone() for name, p in unwrap_model(model).named_parameters()
             if p.requires_grad}
+
+
+def check_trainable_fit(given: Dict[str, torch.Tensor], own: Dict[str, torch.Tensor],
+                        trainable: Iterable[str], owner: str, prefix: str = '') -> None:
+    """Raise one line naming where the trained tensors of a checkpoint do not fit a model.
+
+    Args:
+        given (dict[str, Tensor]): The checkpoint's trained tensors, by the model's names.
+        own (dict[str, Tensor]): The model's state dict.
+        trainable (Iterable[str]): The names the checkpoint must hold (the trained ones).
+        owner (str): The model's name in the message.
+        prefix (str): Prefix of the names in the message. Defaults to ''.
+
+    Raises:
+        ValueError: Naming the shape mismatches, the missing and the unexpected keys.
+    """
+    missing = sorted(prefix + k for k in trainable if k not in given)
+    unexpected = sorted(prefix + k for k in given if k not in own)
+    shapes = [f'{prefix}{k} {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in '
+              'the model' for k, v in sorted(given.items())
+              if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f'trainable-only checkpoint does not fit {owner} (another architecture or prompt '
+            f'count?): shape mismatches: {"; ".join(shapes) or "none"}; missing keys: '
+            f'{missing or "none"}; unexpected keys: {unexpected or "none"}')
 
 
 def log_trainable_params(model: nn.Module, details: Optional[str] = None,

@@ -10,7 +10,7 @@ from mmengine.registry import HOOKS
 
 from mmda_vpt.utils.base_weights import is_base_weights_key
 from mmda_vpt.utils.model_access import unwrap_model
-from mmda_vpt.utils.params import trainable_state_dict
+from mmda_vpt.utils.params import check_trainable_fit, trainable_state_dict
 
 __all__ = [
     'TrainableCheckpointHook', 'trainable_state_dict', 'frozen_backbone_keys',
@@ -41,8 +41,9 @@ def load_trainable_checkpoint(model: nn.Module, checkpoint: Union[str, dict]) ->
     """Load a trainable-only checkpoint over a model that already holds the base weights.
 
     Every trainable parameter of the model must be in the checkpoint, and every key of the
-    checkpoint must be in the model's state dict (a base-weights entry is ignored here);
-    otherwise a ``KeyError`` names the keys and the model is left unchanged. The stock
+    checkpoint must be in the model's state dict with the model's shape (a base-weights entry
+    is ignored here); otherwise a ``ValueError`` names the keys and shapes and the model is left
+    unchanged. The stock
     loaders (``load_checkpoint(model, path)``, the runner, the inferencers) need no base model:
     the backbone loads the base weights the checkpoint names.
     """
@@ -55,16 +56,7 @@ def load_trainable_checkpoint(model: nn.Module, checkpoint: Union[str, dict]) ->
     params = {k: v for k, v in inner.state_dict(keep_vars=True).items()
               if not is_base_weights_key(k)}
     wanted = {n for n, p in inner.named_parameters() if p.requires_grad}
-    missing = sorted(wanted - set(state))
-    unexpected = sorted(set(state) - set(params))
-    if missing or unexpected:
-        raise KeyError(f'trainable checkpoint {source} does not fit {type(inner).__name__}: '
-                       f'missing keys: {missing or "none"}; unexpected keys: '
-                       f'{unexpected or "none"}')
-    for name, value in state.items():
-        if params[name].shape != value.shape:
-            raise ValueError(f'trainable checkpoint {source}: {name} has shape '
-                             f'{tuple(value.shape)}, the model {tuple(params[name].shape)}')
+    check_trainable_fit(state, params, wanted, f'{type(inner).__name__} ({source})')
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)

@@ -27,7 +27,8 @@ from torch.utils.checkpoint import checkpoint
 from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, base_weights_from_init_cfg,
                                          decode_base_weights, resolve_base_weights,
                                          same_base_weights, save_base_weights_hook)
-from mmda_vpt.utils.params import count_params, log_trainable_params, trainable_state_dict
+from mmda_vpt.utils.params import (check_trainable_fit, count_params, log_trainable_params,
+                                   trainable_state_dict)
 from .attention_recorder import AttentionRecorder
 from .bias_tuning import kv_rows, tuned_qkv_bias
 from .block_parts import BlockParts
@@ -206,7 +207,7 @@ class PromptedViTMixin:
         if not frozen_missing:
             self._frozen_from = self.base_weights if pointer is not None else {}
             return
-        self._check_trainable_fit(given, own, trainable, prefix)
+        check_trainable_fit(given, own, trainable, type(self).__name__, prefix)
         if pointer is not None and not same_base_weights(pointer, self._frozen_from):
             self._load_pretrained(resolve_base_weights(pointer), pointer.get('prefix'))
             self._frozen_from = self.base_weights
@@ -219,20 +220,6 @@ class PromptedViTMixin:
                 "type='Pretrained'): load the base weights first or use a full checkpoint")
         for key in frozen_missing:
             state_dict[prefix + key] = own[key].detach()
-
-    def _check_trainable_fit(self, given: Dict[str, torch.Tensor],
-                             own: Dict[str, torch.Tensor], trainable: set, prefix: str) -> None:
-        """Raise one line naming the keys and shapes where trained parameters do not fit."""
-        missing = sorted(prefix + k for k in trainable if k not in given)
-        unexpected = sorted(prefix + k for k in given if k not in own)
-        shapes = [f'{prefix}{k} {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in '
-                  'the model' for k, v in sorted(given.items())
-                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
-        if missing or unexpected or shapes:
-            raise ValueError(
-                f'trainable-only checkpoint does not fit {type(self).__name__} (another '
-                f'architecture or prompt count?): shape mismatches: {"; ".join(shapes) or "none"}'
-                f'; missing keys: {missing or "none"}; unexpected keys: {unexpected or "none"}')
 
     def _fill_kv_bias(self, state_dict, prefix, *args, **kwargs) -> None:
         """Take the tuned K/V biases from a host checkpoint's fused qkv biases when absent."""

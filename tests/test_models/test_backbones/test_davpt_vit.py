@@ -312,9 +312,18 @@ class TestDAVPTViT(TestCase):
             self.assertTrue(torch.equal(p, q), name)
         del state['kv_bias']
         state['bogus'] = torch.zeros(1)
-        with self.assertRaisesRegex(KeyError, r"missing keys: \['kv_bias'\]; unexpected keys: "
-                                    r"\['bogus'\]"):
+        with self.assertRaisesRegex(ValueError, r"^trainable-only checkpoint does not fit "
+                                    r"DAVPTViT \(the given dict\) .*missing keys: \['kv_bias'\]; "
+                                    r"unexpected keys: \['bogus'\]$"):
             load_trainable_checkpoint(model, state)
+        state = trainable_state_dict(trained)
+        state['prompts.0'] = state['prompts.0'][:2]
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with self.assertRaisesRegex(ValueError, r'shape mismatches: prompts\.0 \(2, 32\) in the '
+                                    r'checkpoint, \(4, 32\) in the model; missing keys: none'):
+            load_trainable_checkpoint(model, state)
+        for key, value in model.state_dict().items():  # left unchanged
+            assert torch.equal(value, before[key]), key
 
 
     def test_deprecated_prompt_methods(self):
