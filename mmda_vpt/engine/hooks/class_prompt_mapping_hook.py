@@ -1,25 +1,25 @@
 """DA-VPT's dynamic class-to-prompt map: k-means of per-class features, updated in training."""
-import copy
 import logging
 import math
 from dataclasses import asdict
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from mmengine import dist
 from mmengine.dataset import DefaultSampler
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.registry import DATASETS, HOOKS
+from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 from mmengine.utils import ProgressBar
-from torch.utils.data import BatchSampler, Subset
+from torch.utils.data import BatchSampler
 
+from mmda_vpt.datasets.initial_pass_loader import (apply_quota, build_initial_pass_loader,
+                                                   split_batch)
 from mmda_vpt.utils.class_kmeans import ClassMap
 from mmda_vpt.utils.class_prompt_map import ClassPromptMap, MapOptions
-from mmda_vpt.utils.labels import (check_label_maps, check_label_range, image_labels,
-                                   is_segmentation_batch, patch_labels)
+from mmda_vpt.utils.labels import (check_label_maps, image_labels, is_segmentation_batch,
+                                   patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
                                          remove_loss_callback, unwrap_model)
 from .prompt_metric_loss_hook import model_ignore_index, model_num_classes
@@ -37,79 +37,6 @@ def guided_prompt_count(backbone) -> int:
     if backbone.guided_layers:
         return int(backbone.prompt_counts[backbone.guided_layers[0]])
     return int(backbone.num_prompts)
-
-
-def _find_pipeline(cfg) -> Optional[list]:
-    """The ``pipeline`` of a dataset config, looking through dataset wrappers."""
-    if not isinstance(cfg, dict):
-        return None
-    if cfg.get('pipeline') is not None:
-        return cfg['pipeline']
-    if isinstance(cfg.get('dataset'), dict):
-        return _find_pipeline(cfg['dataset'])
-    for sub in cfg.get('datasets') or []:
-        found = _find_pipeline(sub)
-        if found is not None:
-            return found
-    return None
-
-
-def _replace_pipeline(cfg: dict, pipeline: list) -> bool:
-    """Put ``pipeline`` into a dataset config (and every dataset it wraps)."""
-    if 'pipeline' in cfg:
-        cfg['pipeline'] = copy.deepcopy(pipeline)
-        return True
-    done = False
-    if isinstance(cfg.get('dataset'), dict):
-        done = _replace_pipeline(cfg['dataset'], pipeline)
-    for sub in cfg.get('datasets') or []:
-        if isinstance(sub, dict):
-            done = _replace_pipeline(sub, pipeline) or done
-    return done
-
-
-def _dataset_labels(dataset) -> Optional[np.ndarray]:
-    """Single-label classes of every sample without loading images, or None if unknown."""
-    labels = None
-    if hasattr(dataset, 'get_gt_labels'):
-        labels = list(dataset.get_gt_labels())
-    elif hasattr(dataset, 'get_data_info'):
-        labels = []
-        for idx in range(len(dataset)):
-            info = dataset.get_data_info(idx)
-            if not isinstance(info, dict) or info.get('gt_label') is None:
-                return None
-            labels.append(info['gt_label'])
-    if labels is None:
-        return None
-    flat = []
-    for label in labels:
-        arr = np.asarray(label).reshape(-1)
-        if arr.size != 1:
-            raise ValueError(f'{WHO} supports single-label classification, but a sample has the '
-                             f'label {label!r}')
-        flat.append(int(arr[0]))
-    return np.asarray(flat, dtype=np.int64)
-
-
-def select_per_class(labels: np.ndarray, num_classes: int, samples_per_class: int,
-                     seed: int) -> np.ndarray:
-    """Sorted indices of at most ``samples_per_class`` random samples of every class."""
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for cls in range(num_classes):
-        idx = np.flatnonzero(labels == cls)
-        if len(idx) > samples_per_class:
-            idx = rng.choice(idx, samples_per_class, replace=False)
-        chosen.append(idx)
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
-
-
-class _SharedSubset(Subset):
-    """A ``Subset`` that stays shared when ``Runner.build_dataloader`` deep-copies its config."""
-
-    def __deepcopy__(self, memo: dict) -> '_SharedSubset':
-        return self
 
 
 def _map_state(name: str, doc: str, empty=None) -> property:
@@ -130,7 +57,9 @@ class ClassPromptMappingHook(Hook):
       final CLS feature (classification; the mean final patch feature without a CLS token) or
       the mean final feature of the patches of that class (segmentation, the class covering most
       of a patch's pixels). L2-normalized and clustered with scikit-learn's ``KMeans`` (seeded):
-      ``class_to_prompt[c]`` is the cluster of class c. A label map the pass reads that holds
+      ``class_to_prompt[c]`` is the cluster of class c. The pass's loader comes from
+      :func:`~mmda_vpt.datasets.initial_pass_loader.build_initial_pass_loader`, which also
+      documents how images are chosen. A label map the pass reads that holds
       a value which is neither a class nor ``ignore_index`` stops the run before its first
       training step, naming the file and the value.
     - During training, the detached final CLS (segmentation: patch) features of the training
@@ -429,117 +358,15 @@ class ClassPromptMappingHook(Hook):
         self.map.add(feats, labels)
 
     # ------------------------------------------------------------------ initial pass
-    def _loader_cfg(self, runner) -> Optional[dict]:
-        cfg = runner.cfg.get('train_dataloader')
-        if not isinstance(cfg, dict):
-            cfg = getattr(runner, '_train_dataloader', None)
-        return cfg if isinstance(cfg, dict) else None
-
-    def _test_pipeline(self, runner) -> list:
-        if self.pipeline is not None:
-            return self.pipeline
-        for name in ('test_dataloader', 'val_dataloader'):
-            for cfg in (runner.cfg.get(name), getattr(runner, f'_{name}', None)):
-                if isinstance(cfg, dict):
-                    found = _find_pipeline(cfg.get('dataset'))
-                    if found is not None:
-                        return found
-        raise ValueError(f'{WHO} passes the training set through the test pipeline (no '
-                         'augmentation), but neither test_dataloader nor val_dataloader has a '
-                         'dataset pipeline; pass pipeline=[...] to the hook')
-
-    def _mapping_dataset(self, runner):
-        """The training dataset with the test pipeline."""
-        pipeline = self._test_pipeline(runner)
-        loader_cfg = self._loader_cfg(runner)
-        dataset_cfg = loader_cfg.get('dataset') if loader_cfg is not None else None
-        if isinstance(dataset_cfg, dict):
-            dataset_cfg = copy.deepcopy(dataset_cfg)
-            if not _replace_pipeline(dataset_cfg, pipeline):
-                raise ValueError(f'{WHO}: the training dataset config has no pipeline to '
-                                 'replace with the test pipeline')
-            dataset = DATASETS.build(dataset_cfg)
-        else:
-            from mmengine.dataset import Compose
-            built = runner.train_dataloader.dataset
-            if not hasattr(built, 'pipeline'):
-                raise ValueError(f'{WHO}: the training dataset {type(built).__name__} was '
-                                 'passed built and has no pipeline to replace; pass its config')
-            dataset = copy.copy(built)
-            dataset.pipeline = Compose(copy.deepcopy(pipeline))
-        if hasattr(dataset, 'full_init'):
-            dataset.full_init()
-        return dataset
-
-    def _mapping_loader(self, runner, segmentation: bool):
-        """The loader of the initial pass and the per-rank image quota per class (or None)."""
-        from mmengine.runner import Runner
-        dataset = self._mapping_dataset(runner)
-        quota = None
-        indices = np.arange(len(dataset))
-        if self.samples_per_class is not None:
-            labels = None if segmentation else _dataset_labels(dataset)
-            if labels is not None:
-                check_label_range(torch.from_numpy(labels), self.num_classes, 'training-set')
-                indices = select_per_class(labels, self.num_classes, self.samples_per_class,
-                                           self.seed)
-            else:
-                indices = np.random.default_rng(self.seed).permutation(len(dataset))
-                quota = math.ceil(self.samples_per_class / self._world_size)
-        dataset = _SharedSubset(dataset, indices.tolist())
-        train_cfg = self._loader_cfg(runner) or {}
-        batch_size = self.batch_size or train_cfg.get('batch_size') or \
-            runner.train_dataloader.batch_size or 1
-        num_workers = self.num_workers
-        if num_workers is None:
-            num_workers = train_cfg.get('num_workers', 0)
-        cfg = dict(dataset=dataset,
-                   sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-                   batch_size=batch_size, num_workers=num_workers, persistent_workers=False)
-        if train_cfg.get('collate_fn') is not None:
-            cfg['collate_fn'] = copy.deepcopy(train_cfg['collate_fn'])
-        return Runner.build_dataloader(cfg, seed=self.seed), quota
-
-    @staticmethod
-    def _chunks(data_batch: dict, segmentation: bool) -> Iterator[dict]:
-        """The batch, or one sample at a time when segmentation images differ in size."""
-        inputs = data_batch['inputs']
-        sizes = {tuple(x.shape[-2:]) for x in inputs} if isinstance(inputs, list) else {0}
-        if not segmentation or len(sizes) <= 1:
-            yield data_batch
-            return
-        for i in range(len(inputs)):
-            yield {key: value[i:i + 1] for key, value in data_batch.items()}
-
-    @staticmethod
-    def _apply_quota(labels: torch.Tensor, served: torch.Tensor,
-                     quota: Optional[int]) -> torch.Tensor:
-        """Count the images of every class in ``served``; with a quota, keep per image only the
-        classes that have had fewer than ``quota`` images (the others become -1)."""
-        labels = labels.reshape(labels.shape[0], -1)
-        if quota is None:
-            rows, cols = torch.nonzero(labels >= 0, as_tuple=True)
-            hits = torch.zeros(labels.shape[0], len(served), dtype=torch.bool,
-                               device=labels.device)
-            hits[rows, labels[rows, cols]] = True
-            served += hits.sum(0).cpu()
-            return labels
-        labels = labels.clone()
-        for row in labels:
-            present = row[row >= 0].unique()
-            if present.numel() == 0:
-                continue
-            open_ = (served[present.cpu()] < quota).to(present.device)
-            row[~torch.isin(row, present[open_])] = -1
-            served[present[open_].cpu()] += 1
-        return labels
-
     def _pass(self, runner, device: torch.device, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-class feature sums and counts of this rank's part of the initial pass."""
         inner = unwrap_model(runner.model)
         backbone = inner.backbone
         segmentation = hasattr(inner, 'decode_head')
-        loader, quota = self._mapping_loader(runner, segmentation)
+        loader, quota = build_initial_pass_loader(
+            runner, self.num_classes, self.samples_per_class, self.seed, segmentation,
+            world_size=self._world_size, batch_size=self.batch_size,
+            num_workers=self.num_workers, pipeline=self.pipeline)
         sums = torch.zeros(self.num_classes, dim, dtype=torch.float64, device=device)
         counts = torch.zeros(self.num_classes, dtype=torch.float64, device=device)
         served = torch.zeros(self.num_classes, dtype=torch.long)
@@ -551,14 +378,14 @@ class ClassPromptMappingHook(Hook):
         try:
             with torch.no_grad(), backbone.prompts_disabled():
                 for data_batch in loader:
-                    for chunk in self._chunks(data_batch, segmentation):
+                    for chunk in split_batch(data_batch, segmentation):
                         data = inner.data_preprocessor(chunk, False)
                         if segmentation:  # before the first step: name the file
                             check_label_maps(data['data_samples'], self.num_classes,
                                              self.ignore_index)
                         backbone(data['inputs'])
                         feats, labels = self._features(backbone.taps, data['data_samples'])
-                        labels = self._apply_quota(labels, served, quota)
+                        labels = apply_quota(labels, served, quota)
                         ClassPromptMap.add_to(sums, counts, feats, labels)
                     size = len(data_batch['data_samples'])
                     done += size

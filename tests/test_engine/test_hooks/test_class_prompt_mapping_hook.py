@@ -23,9 +23,8 @@ from mmpretrain.structures import DataSample
 import mmda_vpt  # noqa: F401
 from benchmarks.host_reads import count_host_reads
 from mmda_vpt.engine.hooks import ClassPromptMappingHook
-from mmda_vpt.engine.hooks.class_prompt_mapping_hook import (CHECKPOINT_KEY,
-                                                            guided_prompt_count,
-                                                            select_per_class)
+from mmda_vpt.datasets.initial_pass_loader import select_per_class
+from mmda_vpt.engine.hooks.class_prompt_mapping_hook import CHECKPOINT_KEY, guided_prompt_count
 from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
 from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
 from mmda_vpt.utils.class_prompt_map import ClassPromptMap
@@ -203,12 +202,6 @@ class TestClassPromptMappingHook(TestCase):
                          r'classes per prompt \[2, 4\]')
         self.assertEqual(hook.map.counts.sum().item(), 0)  # the window starts again
 
-    def test_select_per_class(self):
-        labels = np.array([0, 1, 0, 2, 0, 1, 0])
-        chosen = select_per_class(labels, 4, 2, seed=0)
-        self.assertEqual(np.bincount(labels[chosen], minlength=4).tolist(), [2, 2, 1, 0])
-        self.assertEqual(chosen.tolist(), sorted(chosen.tolist()))
-
     def test_add_leaves_unlabelled_rows_out(self):
         sums = torch.zeros(3, 2, dtype=torch.float64)
         counts = torch.zeros(3, dtype=torch.float64)
@@ -218,18 +211,6 @@ class TestClassPromptMappingHook(TestCase):
         self.assertEqual(reads.total, 0)
         self.assertEqual(sums.tolist(), [[4.0, 6.0], [0.0, 0.0], [1.0, 1.0]])
         self.assertEqual(counts.tolist(), [2.0, 0.0, 1.0])
-
-    def test_image_quota(self):
-        labels = torch.tensor([[0, 0, 1, -1], [1, 2, 2, 0], [2, 2, 2, 2]])
-        served = torch.zeros(3, dtype=torch.long)
-        kept = ClassPromptMappingHook._apply_quota(labels, served, 1)
-        # Image 0 serves classes 0 and 1, image 1 only class 2, image 2 nothing.
-        self.assertEqual(kept.tolist(), [[0, 0, 1, -1], [-1, 2, 2, -1], [-1, -1, -1, -1]])
-        self.assertEqual(served.tolist(), [1, 1, 1])
-        served = torch.zeros(3, dtype=torch.long)
-        kept = ClassPromptMappingHook._apply_quota(labels, served, None)
-        self.assertTrue(torch.equal(kept, labels))
-        self.assertEqual(served.tolist(), [2, 2, 2])
 
     @pytest.mark.slow
     def test_initial_map_is_the_plain_vit_on_the_test_pipeline(self):
