@@ -333,6 +333,11 @@ class TestTrainableCheckpoints(TestCase):
                 metrics = runner.test()
                 self.assertEqual(metrics, run.test_metrics)
                 self._assert_trained(runner.model, run)
+            with self.subTest(host=host, path='tools/test.py'):
+                tool = load_tool('test', 'mmda_vpt_test_tool')
+                metrics = tool.main([run.config_file, run.trainable, '--work-dir',
+                                     osp.join(run.root, f'test_tool_{host}')])
+                self.assertEqual(metrics, run.test_metrics)
 
     def test_resume_from_trainable_checkpoint(self):
         run = _RUNS['cls']
