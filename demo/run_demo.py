@@ -24,6 +24,7 @@ weights through ``tools/tune.py`` (validation split only; the test split is not 
 """
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
@@ -436,16 +437,23 @@ def run_transfer(args, size: Size, data_root: str, checkpoint: str,
 
 
 # ------------------------------------------------------------------------------ 3. table
+def mean_std(values: Sequence[float]) -> tuple:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarize(transfer: dict) -> List[dict]:
     rows = []
     for method in transfer['methods']:
         runs = transfer['results'][method.key]
         test = np.array([r.test_metrics['accuracy/top1'] for r in runs])
         times = np.array([r.train_time_s for r in runs])
+        test_mean, test_std = mean_std(test)
         rows.append(dict(
             key=method.key, method=method.title, seeds=len(runs),
-            test_mean=float(test.mean()), test_std=float(test.std(ddof=1)) if len(test) > 1
-            else 0.0, test_all=test.tolist(), seeds_run=[r.seed for r in runs],
+            test_mean=test_mean, test_std=test_std, test_all=test.tolist(),
+            seeds_run=[r.seed for r in runs],
             trainable_params=runs[0].trainable_params, total_params=runs[0].total_params,
             train_time_mean_s=float(times.mean())))
     return rows
@@ -670,8 +678,9 @@ TUNE_SPACES = dict(
 TUNE_PLUS = dict(kv_lr_mult=[1.0, 0.1, 0.01])
 
 
+@functools.lru_cache(maxsize=None)
 def load_tune_tool():
-    """``tools/tune.py``, the public search tool, imported as a module."""
+    """``tools/tune.py``, the public search tool, imported as a module (once)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location('mmda_vpt_tune_tool',
                                                   osp.join(REPO, 'tools', 'tune.py'))
@@ -790,11 +799,12 @@ def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
     key = 'davpt'
     method = METHOD_BY_KEY[key]
     path = search_config(args, size, data_root, checkpoint, key)
-    keys = tool_keys(Config.fromfile(path))
+    search_cfg = Config.fromfile(path)
+    keys = tool_keys(search_cfg)
     compare_space = QUICK_COMPARE_SPACE if size.tag else COMPARE_SPACE
     space = {keys[name]: list(values) for name, values in compare_space.items()}
     root = osp.join(args.work_dir, 'compare_searches' + size.tag)
-    epochs = Config.fromfile(path).train_cfg.max_epochs
+    epochs = search_cfg.train_cfg.max_epochs
     searches = dict(
         grid=dict(title='full grid'),
         pruned=dict(title='successive halving (min_resource 1, reduction factor 4)',
@@ -842,12 +852,11 @@ def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
     lines = ['| search | trials (pruned) | epochs trained | best setting | best trial val % | '
              f'retrained, seeds {list(args.seeds)}: val % | test % |', '|---|---|---|---|---|---|---|']
     for row in (grid, pruned):
+        (val, val_std), (test, test_std) = mean_std(row['val']), mean_std(row['test'])
         lines.append(
             f'| {row["title"]} | {row["trials"]} ({row["pruned"]}) | {row["epochs"]} | '
-            f'{row["best"]} | {row["best_val"]:.2f} | {np.mean(row["val"]):.2f} +- '
-            f'{np.std(row["val"], ddof=1) if len(row["val"]) > 1 else 0:.2f} | '
-            f'{np.mean(row["test"]):.2f} +- '
-            f'{np.std(row["test"], ddof=1) if len(row["test"]) > 1 else 0:.2f} |')
+            f'{row["best"]} | {row["best_val"]:.2f} | {val:.2f} +- {val_std:.2f} | '
+            f'{test:.2f} +- {test_std:.2f} |')
     same = grid['best'] == pruned['best']
     verdict = (f'The pruned search trained {ratio:.2f} of the grid\'s epochs '
                f'({pruned["epochs"]} / {grid["epochs"]}; target <= 0.33: '

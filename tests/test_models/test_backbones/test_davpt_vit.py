@@ -325,7 +325,6 @@ class TestDAVPTViT(TestCase):
         for key, value in model.state_dict().items():  # left unchanged
             assert torch.equal(value, before[key]), key
 
-
     def test_deprecated_prompt_methods(self):
         # The mixin's insert_prompts / strip_prompts moved to backbone.prompts: the old names
         # warn, name the new one and give the same tensors.
