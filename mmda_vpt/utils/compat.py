@@ -16,13 +16,17 @@ with CUDA untouched:
   :class:`~torch.nn.parallel.DistributedDataParallel` refuses for a CPU module. When no CUDA (nor
   NPU/MLU/MUSA) device is available, the launchers skip ``set_device`` and switch ``nccl`` to
   ``gloo``, and :class:`~mmengine.model.MMDistributedDataParallel` drops ``device_ids`` for a
-  module that lives on the CPU.
+  module that lives on the CPU. Such a run also waits for every rank and destroys its process
+  group at exit: otherwise a rank that exits while another still talks to it can abort with
+  "terminate called without an active exception" (exit code -6, a quarter of two-process runs
+  here), failing a run whose work is all done.
 * **Package look-ups without** ``pkg_resources`` (setuptools >= 81 dropped it). mmengine resolves
   ``_base_ = 'mmpretrain::...'`` and ``mmseg::`` config paths with ``pkg_resources``
   ("No module named 'pkg_resources'"); when it is missing, mmengine's ``is_installed``,
   ``get_installed_path`` and ``package2module`` are replaced by ``importlib.metadata``
   equivalents.
 """
+import atexit
 import contextlib
 import functools
 import importlib
@@ -33,6 +37,7 @@ import io
 import logging
 import os.path as osp
 import pickle
+import sys
 from typing import Any, Callable, Iterator, List, Optional
 
 import numpy as np
@@ -197,6 +202,25 @@ def _without_cuda_set_device() -> Iterator[None]:
         torch.cuda.set_device = set_device
 
 
+def _end_cpu_process_group() -> None:
+    """At the exit of a CPU distributed run: waits for every rank, then destroys the group.
+
+    Skipped when the process group is gone already, and after an uncaught exception (the other
+    ranks are not coming; torchrun stops them).
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if getattr(sys, 'last_value', None) is not None:
+        return
+    try:
+        dist.barrier()
+        dist.destroy_process_group()
+    except Exception as error:  # noqa: BLE001 - exiting anyway; say why the exit is unclean
+        print_log(f'Could not close the CPU process group at exit: {error}', logger='current',
+                  level=logging.WARNING)
+
+
 def _cuda_free_launcher(init_fn: Callable) -> Callable:
     """Wraps one of mmengine's ``_init_dist_*`` launchers so it works without CUDA.
 
@@ -219,7 +243,10 @@ def _cuda_free_launcher(init_fn: Callable) -> Callable:
                 level=logging.WARNING)
             backend = 'gloo'
         with _without_cuda_set_device():
-            return init_fn(backend, *args, **kwargs)
+            init_fn(backend, *args, **kwargs)
+        # Registered once per process however often a launcher runs (atexit keeps duplicates).
+        atexit.unregister(_end_cpu_process_group)
+        atexit.register(_end_cpu_process_group)
 
     setattr(launcher, _PATCHED, True)
     return launcher

@@ -3,6 +3,8 @@ the package lookups."""
 import os
 import os.path as osp
 import pickle
+import subprocess
+import sys
 import tempfile
 from unittest import TestCase, mock
 
@@ -16,7 +18,20 @@ from mmengine.runner import load_checkpoint
 
 import mmda_vpt  # noqa: F401  (applies the compatibility patches)
 from mmda_vpt.utils.compat import apply_compat_patches, checkpoint_safe_globals
-from tests.utils import free_port
+from tests.utils import REPO, SUBPROCESS_TIMEOUT, free_port
+
+# A one-process CPU run through mmengine's launcher; the checker, registered before the launch,
+# runs after everything the launch registered with atexit (last in, first out).
+EXIT_SCRIPT = '''
+import atexit, sys
+import torch.distributed as dist
+import mmda_vpt
+from mmengine.dist import init_dist
+atexit.register(lambda: print('group still initialized:', dist.is_initialized()))
+init_dist('pytorch', backend='nccl')
+if sys.argv[1] == 'raise':
+    raise RuntimeError('a rank failed')
+'''
 
 
 class Unpicklable:
@@ -152,6 +167,25 @@ class TestCpuDistributed(TestCase):
                         device_ids=[0])
             finally:
                 torch.distributed.destroy_process_group()
+
+    def _exit(self, how: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES='', RANK='0', LOCAL_RANK='0',
+                   WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+        env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO, env.get('PYTHONPATH')) if p)
+        return subprocess.run([sys.executable, '-c', EXIT_SCRIPT, how], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+
+    def test_process_group_closed_at_exit(self):
+        # Left open, a gloo rank may abort at exit ("terminate called without an active
+        # exception"); the CPU launch waits for every rank and destroys the group.
+        done = self._exit('return')
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        self.assertIn('group still initialized: False', done.stdout)
+        # After an uncaught exception the other ranks are not coming: no barrier, no hang.
+        failed = self._exit('raise')
+        self.assertEqual(failed.returncode, 1, failed.stderr[-3000:])
+        self.assertIn('RuntimeError: a rank failed', failed.stderr)
+        self.assertIn('group still initialized: True', failed.stdout)
 
     def test_idempotent(self):
         launcher = dist_utils._init_dist_pytorch
