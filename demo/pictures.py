@@ -97,7 +97,8 @@ def plot_attention(out: str, captures: Dict[str, dict], methods: Sequence[str],
     plt.close(fig)
 
 
-def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts: int) -> None:
+def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts: int,
+                     class_names: Optional[Sequence[str]] = None) -> None:
     """Class-to-prompt maps over the epochs, one panel per run.
 
     Args:
@@ -105,6 +106,7 @@ def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts:
         maps_by_run: Per run, ``[(epoch, class_to_prompt list), ...]``; epoch 0 is the map
             before training.
         num_prompts: M, for the colour scale.
+        class_names: The row labels. Defaults to None (the class indices).
     """
     plt = _pyplot()
     runs = [name for name, maps in maps_by_run.items() if maps]
@@ -112,7 +114,9 @@ def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts:
         return
     cols = min(len(runs), 3)
     rows = -(-len(runs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    num_classes = len(next(iter(maps_by_run[runs[0]]))[1])
+    height = 3.0 * max(1.0, num_classes / 10)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height * rows), squeeze=False)
     for ax in axes.flat[len(runs):]:
         ax.axis('off')
     for ax, name in zip(axes.flat, runs):
@@ -124,12 +128,15 @@ def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts:
         ax.set_xticks(range(len(maps)))
         ax.set_xticklabels([str(epoch) for epoch, _ in maps], fontsize=7)
         ax.set_yticks(range(grid.shape[0]))
+        if class_names is not None:
+            ax.set_yticklabels(class_names, fontsize=6)
         ax.set_xlabel('after epoch (0: initial k-means)', fontsize=8)
-        ax.set_ylabel('class (digit)', fontsize=8)
+        ax.set_ylabel('class', fontsize=8)
         ax.set_title(name, fontsize=9)
+    inches = height * rows  # the title's room at the top, whatever the figure's height
     fig.suptitle(f'Class-to-prompt map (prompt index of every class, M = {num_prompts})',
-                 fontsize=9)
-    fig.tight_layout()
+                 fontsize=9, y=1 - 0.08 / inches, va='top')
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.28 / inches))
     fig.savefig(out, dpi=130)
     plt.close(fig)
 

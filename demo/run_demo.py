@@ -21,6 +21,8 @@ mmda_vpt hooks, as a paper run does. Run from anywhere::
 ``--tune`` instead runs the validation sweep that chose the learning rates and DA-VPT's loss
 weights through ``tools/tune.py`` (validation split only; the test split is not touched), and
 ``--compare-searches`` measures a full grid against a pruned search of that tool.
+``--task digits-fashion20`` runs the transfer on 20 classes instead (MNIST-5k's digits with
+Fashion-MNIST's test clothing), with the settings chosen on MNIST-5k.
 """
 import argparse
 import copy
@@ -71,6 +73,27 @@ METHODS = [
     Method('davpt_plus', 'DA-VPT+', 'davpt-plus_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
 ]
 METHOD_BY_KEY = {m.key: m for m in METHODS}
+
+@dataclass
+class Task:
+    """A transfer task: the data folder under the data root and its classes."""
+    key: str
+    title: str
+    folder: str
+    classes: Sequence[str]
+    #: Named ranges of labels whose mixing on one prompt is counted (the map's grouping).
+    groups: Dict[str, range] = field(default_factory=dict)
+
+
+TASKS = {
+    'mnist5k': Task('mnist5k', 'MNIST-5k', 'mnist5k', tuple(str(d) for d in range(10))),
+    'digits-fashion20': Task(
+        'digits-fashion20', 'MNIST-5k digits + Fashion-MNIST clothing (20 classes)',
+        'digits_fashion20',
+        tuple(str(d) for d in range(10)) + demo_data.FASHION_MNIST_CLASSES,
+        groups=dict(digits=range(10), clothing=range(10, 20))),
+}
+
 
 # Test images drawn in the attention figure: the first test image of each of these digits.
 ATTENTION_DIGITS = (2, 5, 8)
@@ -375,14 +398,18 @@ def apply_overrides(cfg, overrides: dict) -> None:
 def transfer_config(method: Method, seed: int, args, size: Size, data_root: str,
                     checkpoint: str, run_name: str, overrides: Optional[dict] = None,
                     validate: bool = False):
-    """A transfer config for one run; without ``validate`` the val loop is left out (the
-    validation split served the hyper-parameter choice, ``--tune``)."""
-    work_dir = osp.join(args.work_dir, 'transfer' + size.tag, run_name)
-    cfg = load_config(method.config, work_dir, seed=seed, run_name=run_name)
+    """A transfer config for one run on ``args.task``; without ``validate`` the val loop is
+    left out (the validation split served the hyper-parameter choice, ``--tune``)."""
+    task = TASKS[args.task]
+    folder = 'transfer' + size.tag + ('' if task.key == 'mnist5k' else '_' + task.key)
+    cfg = load_config(method.config, osp.join(args.work_dir, folder, run_name), seed=seed,
+                      run_name=run_name)
     cfg.model.backbone.init_cfg.checkpoint = checkpoint
-    mnist_root = osp.join(data_root, 'mnist5k')
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        set_dataset(loader, data_root=mnist_root)
+        set_dataset(loader, data_root=osp.join(data_root, task.folder),
+                    classes=list(task.classes))
+    cfg.model.head.num_classes = len(task.classes)
+    cfg.model.data_preprocessor.num_classes = len(task.classes)
     apply_size_cls(cfg, size)
     if size.train_images is not None:
         set_dataset(cfg.train_dataloader, indices=size.train_images)
@@ -412,7 +439,7 @@ def run_transfer(args, size: Size, data_root: str, checkpoint: str,
     captures: Dict[str, dict] = {}
     plan = [(seed, m) for i, seed in enumerate(args.seeds) for m in methods
             if m.key != 'linear' or i < args.linear_seeds]
-    say(f'[2/5] transfer to MNIST-5k: {", ".join(m.title for m in methods)} x seeds '
+    say(f'[2/5] transfer to {TASKS[args.task].title}: {", ".join(m.title for m in methods)} x seeds '
         f'{list(args.seeds)} (linear probe: the first {args.linear_seeds}; {len(plan)} runs, '
         'interleaved)')
     for count, (seed, method) in enumerate(plan, 1):
@@ -557,8 +584,18 @@ def grad_norms(scalars: Optional[str]) -> Dict[str, float]:
     return {k: float(np.mean(v)) for k, v in sorted(values.items())}
 
 
-def map_report(transfer: dict) -> dict:
-    """Classes per prompt after every map update of every DA-VPT / DA-VPT+ run."""
+def mixed_prompts(class_to_prompt: Sequence[int], groups: Dict[str, range]) -> int:
+    """How many prompts hold classes of more than one of ``groups``."""
+    owners: Dict[int, set] = {}
+    for name, labels in groups.items():
+        for label in labels:
+            owners.setdefault(int(class_to_prompt[label]), set()).add(name)
+    return sum(len(names) > 1 for names in owners.values())
+
+
+def map_report(transfer: dict, groups: Optional[Dict[str, range]] = None) -> dict:
+    """Classes per prompt after every map update of every DA-VPT / DA-VPT+ run; with
+    ``groups``, also the prompts that mix classes of different groups."""
     report = {}
     for key in ('davpt', 'davpt_plus'):
         for r in transfer['results'].get(key, []):
@@ -568,11 +605,15 @@ def map_report(transfer: dict) -> dict:
                      for _, m in r.prompt_maps]
             report[r.name] = dict(epochs=[e for e, _ in r.prompt_maps], sizes=sizes,
                                   min_size=int(min(min(x) for x in sizes)) if sizes else None)
+            if groups:
+                report[r.name]['mixed_prompts'] = [mixed_prompts(m, groups)
+                                                   for _, m in r.prompt_maps]
     return report
 
 
 # ------------------------------------------------------------------------------ 4. pictures
-def draw_transfer(out: str, transfer: dict, pretrain_meta: dict) -> List[str]:
+def draw_transfer(out: str, transfer: dict, pretrain_meta: dict,
+                  class_names: Optional[Sequence[str]] = None) -> List[str]:
     written = []
     captures = transfer['captures']
     titles = {m.key: m.title for m in METHODS}
@@ -588,7 +629,7 @@ def draw_transfer(out: str, transfer: dict, pretrain_meta: dict) -> List[str]:
             num_prompts = max(num_prompts, r.guided_prompts)
     if any(maps.values()):
         path = osp.join(out, 'class_to_prompt_map.png')
-        pictures.plot_prompt_maps(path, maps, num_prompts)
+        pictures.plot_prompt_maps(path, maps, num_prompts, class_names)
         written.append(path)
     curves = {}
     for key in ('linear', 'vpt_deep', 'davpt', 'davpt_plus'):
@@ -883,31 +924,34 @@ def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
 
 # ------------------------------------------------------------------------------ --ablations
 #: Variants of DA-VPT (on top of its config) that locate where a gain comes from or goes.
-ABLATIONS = (
-    ('map fixed (no update)', dict(first_update=None)),
-    ("map as the authors' (warm from old centroids, empty kept)",
-     dict(warm_start='centroids', empty_cluster='keep')),
-    ('map balanced', dict(balanced=True)),
-    ('patch term only (lambda = 0)', dict(lam=0.0)),
-    ('CLS term only (beta = 0)', dict(beta=0.0)),
-    ('beta = lambda = 0 (no guidance: only the learning rates differ from VPT-Deep)',
-     dict(beta=0.0, lam=0.0)),
-    ('beta = lambda = 0.001', dict(beta=0.001, lam=0.001)),
-    ('beta = lambda = 0.01', dict(beta=0.01, lam=0.01)),
-    ('beta = lambda = 0.03', dict(beta=0.03, lam=0.03)),
-    ('beta = lambda = 0.1', dict(beta=0.1, lam=0.1)),
-    ('guided prompts lr x1', dict(guided_lr_mult=1.0)),
-    ('guided prompts lr x0.01', dict(guided_lr_mult=0.01)),
-)
+#: By the name ``--ablations`` selects them with: (title, overrides).
+ABLATIONS = {
+    'map-fixed': ('map fixed (no update)', dict(first_update=None)),
+    'map-authors': ("map as the authors' (warm from old centroids, empty kept)",
+                    dict(warm_start='centroids', empty_cluster='keep')),
+    'map-balanced': ('map balanced', dict(balanced=True)),
+    'patch-only': ('patch term only (lambda = 0)', dict(lam=0.0)),
+    'cls-only': ('CLS term only (beta = 0)', dict(beta=0.0)),
+    'no-guidance': ('beta = lambda = 0 (no guidance: only the learning rates differ from '
+                    'VPT-Deep)', dict(beta=0.0, lam=0.0)),
+    'weights-0.001': ('beta = lambda = 0.001', dict(beta=0.001, lam=0.001)),
+    'weights-0.01': ('beta = lambda = 0.01', dict(beta=0.01, lam=0.01)),
+    'weights-0.03': ('beta = lambda = 0.03', dict(beta=0.03, lam=0.03)),
+    'weights-0.1': ('beta = lambda = 0.1', dict(beta=0.1, lam=0.1)),
+    'guided-lr-1': ('guided prompts lr x1', dict(guided_lr_mult=1.0)),
+    'guided-lr-0.01': ('guided prompts lr x0.01', dict(guided_lr_mult=0.01)),
+}
 
 
 def run_ablations(args, size: Size, data_root: str, checkpoint: str) -> dict:
-    """VPT-Deep, DA-VPT and every :data:`ABLATIONS` variant on the same seeds (test split),
-    each compared with VPT-Deep seed for seed."""
+    """VPT-Deep, DA-VPT and the :data:`ABLATIONS` variants ``args.ablations`` names (all when
+    it names none) on the same seeds (test split), each compared with VPT-Deep seed for seed."""
     seeds = list(args.seeds)
-    say(f'ablations of DA-VPT on seeds {seeds}, each paired with VPT-Deep')
+    names = args.ablations or list(ABLATIONS)
+    say(f'ablations of DA-VPT on {TASKS[args.task].title}, seeds {seeds}, each paired with '
+        'VPT-Deep')
     variants = [('VPT-Deep', 'vpt_deep', {}), ('DA-VPT (as configured)', 'davpt', {})]
-    variants += [(f'DA-VPT, {title}', 'davpt', change) for title, change in ABLATIONS]
+    variants += [(f'DA-VPT, {ABLATIONS[n][0]}', 'davpt', ABLATIONS[n][1]) for n in names]
     accs: Dict[str, List[float]] = {title: [] for title, _, _ in variants}
     maps: Dict[str, List[int]] = {}
     for seed in seeds:
@@ -943,7 +987,7 @@ def run_ablations(args, size: Size, data_root: str, checkpoint: str) -> dict:
     say(table)
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'ablations.json'), 'w') as f:
-        json.dump(dict(seeds=seeds, rows=rows), f, indent=1)
+        json.dump(dict(task=args.task, seeds=seeds, rows=rows), f, indent=1)
     with open(osp.join(args.out, 'ablations.md'), 'w') as f:
         f.write(table + '\n')
     return dict(seeds=seeds, rows=rows, table=table)
@@ -972,6 +1016,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'order and head initialization); default 0..7')
     parser.add_argument('--linear-seeds', type=int, default=3,
                         help='the linear probe runs on the first N seeds only (default 3)')
+    parser.add_argument('--task', default='mnist5k', choices=sorted(TASKS),
+                        help='the transfer: MNIST-5k (default), or digits-fashion20 (MNIST-5k '
+                        "digits + Fashion-MNIST's test clothing, 20 classes; the settings "
+                        'carried over from MNIST-5k, not re-tuned)')
     parser.add_argument('--methods', nargs='+', default=[m.key for m in METHODS],
                         choices=[m.key for m in METHODS])
     parser.add_argument('--threads', type=int, default=None,
@@ -990,9 +1038,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='measure tools/tune.py: a full grid against a pruned search over '
                         'one DA-VPT space (validation split), the best of each retrained on '
                         '--seeds (use --seeds 0 1 2)')
-    parser.add_argument('--ablations', action='store_true',
+    parser.add_argument('--ablations', nargs='*', default=None, metavar='NAME',
+                        choices=list(ABLATIONS),
                         help='run the DA-VPT ablations (map, loss terms, beta, the guided '
-                        "prompts' learning rate) on --seeds, paired with VPT-Deep")
+                        "prompts' learning rate) on --seeds, paired with VPT-Deep: the named "
+                        f'ones, all without a name ({", ".join(ABLATIONS)})')
     return parser.parse_args(argv)
 
 
@@ -1012,6 +1062,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     demo_data.prepare_fashion_mnist(osp.join(data_root, 'fashion_mnist'), args.fashion_mnist)
     sizes = demo_data.prepare_mnist5k(osp.join(data_root, 'mnist5k'))
     say(f'  MNIST-5k split (stratified, seed 0): {sizes}')
+    task = TASKS[args.task]
+    if task.key == 'digits-fashion20':
+        sizes = demo_data.prepare_digits_fashion20(
+            osp.join(data_root, task.folder), osp.join(data_root, 'mnist5k'),
+            osp.join(data_root, 'fashion_mnist'))
+        say(f'  {task.title} split: {sizes}')
     checkpoint = osp.join(args.cache, CHECKPOINT_NAME + size.tag + '.pth')
     pretrain_meta = pretrain(args, size, data_root, checkpoint)
     if args.tune:
@@ -1019,12 +1075,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         return {}
     if args.compare_searches:
         return compare_searches(args, size, data_root, checkpoint)
-    if args.ablations:
+    if args.ablations is not None:
         return run_ablations(args, size, data_root, checkpoint)
 
     transfer = run_transfer(args, size, data_root, checkpoint)
     rows = summarize(transfer)
-    say('[3/5] results on the MNIST-5k test split '
+    say(f'[3/5] results on the {task.title} test split '
         f'({sizes["test"]} images; {len(args.seeds)} seed(s) per method):')
     table = table_markdown(rows)
     say(table)
@@ -1042,14 +1098,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             say(f'{METHOD_BY_KEY[key].title}, seed {args.seeds[0]}: mean gradient norms on the '
                 'guided prompts (ce: the cross-entropy; ml_*: the weighted metric terms): ' +
                 ', '.join(f'{k} {v:.4f}' for k, v in values.items()))
-    maps = map_report(transfer)
+    maps = map_report(transfer, task.groups)
     if maps:
         smallest = min(m['min_size'] for m in maps.values())
         say(f'Class-to-prompt maps: the smallest prompt holds {smallest} class(es) over all '
             f'{len(maps)} runs and all updates (0 would be an empty prompt).')
+        if task.groups:
+            mixed = [m['mixed_prompts'] for m in maps.values()]
+            say(f'Prompts holding both {" and ".join(task.groups)}: initial map '
+                f'{sorted({x[0] for x in mixed})}, after the last update '
+                f'{sorted({x[-1] for x in mixed})} (over {len(maps)} runs).')
 
     say('[4/5] pictures')
-    written = draw_transfer(args.out, transfer, pretrain_meta)
+    written = draw_transfer(args.out, transfer, pretrain_meta, task.classes)
     seg = None
     if not args.skip_seg:
         seg = run_segmentation(args, size, data_root, checkpoint, args.out)
@@ -1058,7 +1119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         say(f'  wrote {path}')
     total = time.perf_counter() - start
     summary = dict(
-        quick=args.quick, seeds=list(args.seeds), split_sizes=sizes,
+        quick=args.quick, task=task.key, seeds=list(args.seeds), split_sizes=sizes,
         pretrain=pretrain_meta, rows=rows, paired=pairs, verdict=lines, map_sizes=maps,
         grad_norms=norms,
         segmentation=seg, overrides={m.key: m.overrides for m in transfer['methods']},

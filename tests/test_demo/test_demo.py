@@ -77,6 +77,79 @@ class TestMnist5k(TestCase):
             demo_data.prepare_mnist5k(self.root, num_train=4000, num_val=1000)
 
 
+class TestDigitsFashion20(TestCase):
+    """The second transfer's data: MNIST-5k's split kept, Fashion-MNIST's test clothing added."""
+
+    @classmethod
+    def setUpClass(cls):
+        source = demo_data.FASHION_MNIST_SOURCE
+        if not osp.isfile(osp.join(source, 't10k-images-idx3-ubyte.gz')):
+            raise cls.failureException(f'Fashion-MNIST is not installed under {source} '
+                                       '(make setup installs dataset-fashion-mnist)')
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.mnist = osp.join(cls.tmp.name, 'mnist5k')
+        cls.fashion = demo_data.prepare_fashion_mnist(osp.join(cls.tmp.name, 'fmnist'), source)
+        demo_data.prepare_mnist5k(cls.mnist, num_train=200, num_val=100, seed=0)
+        cls.root = osp.join(cls.tmp.name, 'df20')
+        cls.sizes = demo_data.prepare_digits_fashion20(cls.root, cls.mnist, cls.fashion,
+                                                       per_class=50)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def _lines(self, root: str, split: str):
+        with open(osp.join(root, f'{split}.txt')) as f:
+            return [line.split() for line in f]
+
+    def test_split(self):
+        # MNIST-5k's 200 / 100 / 4700 of 5000 digits; the clothing in the same shares of 500.
+        self.assertEqual(self.sizes, {'train': 220, 'val': 110, 'test': 5170})
+        for split, per_clothing in (('train', 2), ('val', 1), ('test', 47)):
+            lines = self._lines(self.root, split)
+            digits = {(osp.basename(p)[1:], int(y)) for p, y in lines if int(y) < 10}
+            mnist = {(osp.basename(p), int(y)) for p, y in self._lines(self.mnist, split)}
+            self.assertEqual(digits, mnist)  # the main transfer's digits, split unchanged
+            labels = np.array([int(y) for _, y in lines])
+            self.assertEqual(np.bincount(labels, minlength=20)[10:].tolist(),
+                             [per_clothing] * 10)
+            self.assertEqual(len(lines), len({p for p, _ in lines}))
+            # Shuffled: the clothing is spread over the list, not one block.
+            clothing = np.flatnonzero(labels >= 10)
+            self.assertGreater(clothing[-1] - clothing[0] + 1, len(clothing))
+
+    def test_clothing_images_are_fashion_mnist_test_images(self):
+        import cv2
+        raw = np.fromfile(osp.join(self.fashion, 't10k-images-idx3-ubyte'), np.uint8, offset=16)
+        raw = raw.reshape(-1, 28, 28)
+        labels = np.fromfile(osp.join(self.fashion, 't10k-labels-idx1-ubyte'), np.uint8,
+                             offset=8)
+        for path, label in self._lines(self.root, 'val'):
+            if int(label) < 10:
+                continue
+            index = int(osp.basename(path)[1:-len('.png')])
+            self.assertEqual(int(label), 10 + int(labels[index]))
+            image = cv2.imread(osp.join(self.root, path), cv2.IMREAD_GRAYSCALE)
+            self.assertTrue(np.array_equal(image, raw[index]))
+
+    def test_needs_mnist5k_first(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaisesRegex(FileNotFoundError, 'write MNIST-5k first'):
+                demo_data.prepare_digits_fashion20(osp.join(tmp, 'out'), osp.join(tmp, 'none'),
+                                                   self.fashion)
+
+    def test_transfer_config(self):
+        args = run_demo.parse_args(['--task', 'digits-fashion20', '--work-dir', 'w'])
+        cfg = run_demo.transfer_config(run_demo.METHOD_BY_KEY['davpt'], 3, args,
+                                       run_demo.Size(), 'root', 'ckpt.pth', 'run')
+        self.assertEqual(cfg.model.head.num_classes, 20)
+        self.assertEqual(cfg.model.data_preprocessor.num_classes, 20)
+        dataset = cfg.train_dataloader.dataset
+        self.assertEqual(dataset.data_root, osp.join('root', 'digits_fashion20'))
+        self.assertEqual(dataset.classes[10:], list(demo_data.FASHION_MNIST_CLASSES))
+        self.assertEqual(cfg.work_dir, osp.join('w', 'transfer_digits-fashion20', 'run'))
+
+
 class TestSegData(TestCase):
 
     def test_layout(self):
@@ -181,6 +254,12 @@ class TestReport(TestCase):
         self.assertIn('| DA-VPT - VPT-Deep | 3 | +0.73 |', table)
         self.assertIn('| 2 / 0 / 1 |', table)
 
+    def test_mixed_prompts(self):
+        groups = dict(digits=range(3), clothing=range(3, 6))
+        self.assertEqual(run_demo.mixed_prompts([0, 0, 1, 2, 2, 3], groups), 0)
+        self.assertEqual(run_demo.mixed_prompts([0, 0, 1, 1, 2, 2], groups), 1)
+        self.assertEqual(run_demo.mixed_prompts([0, 1, 2, 0, 1, 2], groups), 3)
+
     def test_overrides(self):
         from mmengine.config import Config
         cfg = Config.fromfile(osp.join(run_demo.CONFIG_DIR, run_demo.METHOD_BY_KEY[
@@ -253,6 +332,17 @@ class TestQuickRun(TestCase):
             with contextlib.redirect_stdout(stdout):
                 run_demo.main(args + ['--methods', 'vpt_deep', '--skip-seg'])
             self.assertIn('pre-trained ViT found in the cache', stdout.getvalue())
+
+            # The 20-class transfer, through the named ablations (the cache again).
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                ablations = run_demo.main(args + ['--task', 'digits-fashion20', '--ablations',
+                                                  'map-balanced'])
+            self.assertIn('ablations of DA-VPT on MNIST-5k digits + Fashion-MNIST clothing',
+                          stdout.getvalue())
+            self.assertEqual([r['variant'] for r in ablations['rows']],
+                             ['VPT-Deep', 'DA-VPT (as configured)', 'DA-VPT, map balanced'])
+            self.assertEqual(ablations['rows'][2]['min_prompt_size'], 4)  # 20 classes / 5
 
 
 class TestSearchKeys(TestCase):
