@@ -168,15 +168,10 @@ def load_mnist5k_split(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
     return images, np.array(labels)
 
 
-# ---------------------------------------------------------------------------------- digits + clothing
+# ------------------------------------------------------------------------------ digits + clothing
 #: Fashion-MNIST's class names, in label order.
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
                          'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-
-
-def _read_idx(path: str, offset: int) -> np.ndarray:
-    with open(path, 'rb') as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
 
 
 def prepare_digits_fashion20(root: str, mnist_root: str, fashion_root: str,
@@ -199,6 +194,7 @@ def prepare_digits_fashion20(root: str, mnist_root: str, fashion_root: str,
         dict: Number of images per split.
     """
     import cv2
+    from mmpretrain.datasets.mnist import read_image_file, read_label_file
     mnist_meta = _read_json(osp.join(mnist_root, 'meta.json'))
     if mnist_meta is None:
         raise FileNotFoundError(f'{mnist_root}/meta.json not found: write MNIST-5k first '
@@ -208,8 +204,9 @@ def prepare_digits_fashion20(root: str, mnist_root: str, fashion_root: str,
     meta = _read_json(meta_path)
     if meta is not None and meta.get('params') == params:
         return meta['sizes']
-    images = _read_idx(osp.join(fashion_root, 't10k-images-idx3-ubyte'), 16).reshape(-1, 28, 28)
-    labels = _read_idx(osp.join(fashion_root, 't10k-labels-idx1-ubyte'), 8)
+    # The readers of mmpretrain's FashionMNIST dataset.
+    images = read_image_file(osp.join(fashion_root, 't10k-images-idx3-ubyte')).numpy()
+    labels = read_label_file(osp.join(fashion_root, 't10k-labels-idx1-ubyte')).numpy()
     chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])
     mnist_sizes = mnist_meta['sizes']
     share = per_class * 10 / sum(mnist_sizes.values())

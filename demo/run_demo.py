@@ -74,6 +74,7 @@ METHODS = [
 ]
 METHOD_BY_KEY = {m.key: m for m in METHODS}
 
+
 @dataclass
 class Task:
     """A transfer task: the data folder under the data root and its classes."""
@@ -83,6 +84,8 @@ class Task:
     classes: Sequence[str]
     #: Named ranges of labels whose mixing on one prompt is counted (the map's grouping).
     groups: Dict[str, range] = field(default_factory=dict)
+    #: Writes the task's data beyond MNIST-5k: ``prepare(data_root)`` -> images per split.
+    prepare: Optional[Callable[[str], Dict[str, int]]] = None
 
 
 TASKS = {
@@ -91,7 +94,10 @@ TASKS = {
         'digits-fashion20', 'MNIST-5k digits + Fashion-MNIST clothing (20 classes)',
         'digits_fashion20',
         tuple(str(d) for d in range(10)) + demo_data.FASHION_MNIST_CLASSES,
-        groups=dict(digits=range(10), clothing=range(10, 20))),
+        groups=dict(digits=range(10), clothing=range(10, 20)),
+        prepare=lambda root: demo_data.prepare_digits_fashion20(
+            osp.join(root, 'digits_fashion20'), osp.join(root, 'mnist5k'),
+            osp.join(root, 'fashion_mnist'))),
 }
 
 
@@ -439,8 +445,8 @@ def run_transfer(args, size: Size, data_root: str, checkpoint: str,
     captures: Dict[str, dict] = {}
     plan = [(seed, m) for i, seed in enumerate(args.seeds) for m in methods
             if m.key != 'linear' or i < args.linear_seeds]
-    say(f'[2/5] transfer to {TASKS[args.task].title}: {", ".join(m.title for m in methods)} x seeds '
-        f'{list(args.seeds)} (linear probe: the first {args.linear_seeds}; {len(plan)} runs, '
+    say(f'[2/5] transfer to {TASKS[args.task].title}: {", ".join(m.title for m in methods)} x '
+        f'seeds {list(args.seeds)} (linear probe: the first {args.linear_seeds}; {len(plan)} runs, '
         'interleaved)')
     for count, (seed, method) in enumerate(plan, 1):
         run_name = f'{method.key}_seed{seed}'
@@ -891,7 +897,8 @@ def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
     within = spread[0] <= float(np.mean(pruned['val'])) + 1e-9
     ratio = pruned['epochs'] / grid['epochs']
     lines = ['| search | trials (pruned) | epochs trained | best setting | best trial val % | '
-             f'retrained, seeds {list(args.seeds)}: val % | test % |', '|---|---|---|---|---|---|---|']
+             f'retrained, seeds {list(args.seeds)}: val % | test % |',
+             '|---|---|---|---|---|---|---|']
     for row in (grid, pruned):
         (val, val_std), (test, test_std) = mean_std(row['val']), mean_std(row['test'])
         lines.append(
@@ -1063,10 +1070,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     sizes = demo_data.prepare_mnist5k(osp.join(data_root, 'mnist5k'))
     say(f'  MNIST-5k split (stratified, seed 0): {sizes}')
     task = TASKS[args.task]
-    if task.key == 'digits-fashion20':
-        sizes = demo_data.prepare_digits_fashion20(
-            osp.join(data_root, task.folder), osp.join(data_root, 'mnist5k'),
-            osp.join(data_root, 'fashion_mnist'))
+    if task.prepare is not None:
+        sizes = task.prepare(data_root)
         say(f'  {task.title} split: {sizes}')
     checkpoint = osp.join(args.cache, CHECKPOINT_NAME + size.tag + '.pth')
     pretrain_meta = pretrain(args, size, data_root, checkpoint)
