@@ -12,7 +12,7 @@ from PIL import Image
 
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
-    'load_script', 'load_tool', 'free_port', 'write_toy_images'
+    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir'
 ]
 
 #: The repository root.
@@ -83,3 +83,12 @@ def write_toy_images(root: str) -> None:
                 Image.fromarray(image).save(osp.join(folder, f'{index}.png'))
 
 
+def reference_dir() -> Optional[str]:
+    """The DA-VPT authors' released code, or None where this machine has no copy.
+
+    ``$MMDA_VPT_REFERENCE`` when set, else ``<repo>/../shared/reference/DA-VPT`` (CI clones the
+    repository beside a copy of ``shared/``).
+    """
+    path = os.environ.get('MMDA_VPT_REFERENCE') or osp.join(REPO, '..', 'shared', 'reference',
+                                                             'DA-VPT')
+    return path if osp.isfile(osp.join(path, 'train.py')) else None

@@ -1,5 +1,6 @@
 from .hooks import (ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook,
                     TrialReportHook)
+from .schedulers import WarmupCosineLR
 
 __all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook',
-           'TrialReportHook']
+           'TrialReportHook', 'WarmupCosineLR']
