@@ -1,5 +1,5 @@
 """The data of the class-to-prompt map's initial pass: the training set through the test pipeline
-(no augmentation), optionally a few images of every class.
+(no augmentation) or its own training pipeline, optionally a few images of every class.
 
 :class:`~mmda_vpt.engine.hooks.ClassPromptMappingHook` runs the pass; this module builds what it
 reads (:func:`build_initial_pass_loader`) and the per-class bookkeeping of its batches
@@ -7,7 +7,7 @@ reads (:func:`build_initial_pass_loader`) and the per-class bookkeeping of its b
 """
 import copy
 import math
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -143,11 +143,13 @@ def _test_pipeline(runner) -> list:
                      'dataset pipeline; pass pipeline=[...] to the hook')
 
 
-def _initial_pass_dataset(runner, pipeline: list):
-    """The runner's training dataset with ``pipeline``."""
+def _initial_pass_dataset(runner, pipeline: Union[list, str]):
+    """The runner's training dataset with ``pipeline`` (``'train'``: the built one as it is)."""
     loader_cfg = _train_loader_cfg(runner)
     dataset_cfg = loader_cfg.get('dataset') if loader_cfg is not None else None
-    if isinstance(dataset_cfg, dict):
+    if pipeline == 'train':
+        dataset = runner.train_dataloader.dataset
+    elif isinstance(dataset_cfg, dict):
         dataset_cfg = copy.deepcopy(dataset_cfg)
         if not _replace_pipeline(dataset_cfg, pipeline):
             raise ValueError(f'{WHO}: the training dataset config has no pipeline to '
@@ -174,12 +176,13 @@ def build_initial_pass_loader(runner,
                               world_size: int = 1,
                               batch_size: Optional[int] = None,
                               num_workers: Optional[int] = None,
-                              pipeline: Optional[List[dict]] = None
+                              pipeline: Union[None, str, List[dict]] = None
                               ) -> Tuple[DataLoader, Optional[int]]:
     """The loader of the initial pass over the runner's training set, and its image quota.
 
-    The training dataset is rebuilt with the test pipeline (no augmentation) and read in order
-    by a ``DefaultSampler`` (this rank's share). With ``samples_per_class``, single-label
+    The training dataset is rebuilt with the test pipeline (no augmentation; ``pipeline='train'``:
+    the runner's built training dataset, with its own pipeline) and read in order by a
+    ``DefaultSampler`` (this rank's share). With ``samples_per_class``, single-label
     datasets keep that many random images of every class; where the labels cannot be read
     without loading images (segmentation), the images come in a seeded random order and the
     returned quota, ``ceil(samples_per_class / world_size)``, is applied batch by batch with
@@ -195,8 +198,9 @@ def build_initial_pass_loader(runner,
         world_size (int): Ranks sharing the pass. Defaults to 1.
         batch_size (int, optional): Defaults to None (the training loader's).
         num_workers (int, optional): Defaults to None (the training loader's).
-        pipeline (list[dict], optional): Defaults to None: the test dataloader's dataset
-            pipeline, else the validation one.
+        pipeline (list[dict] | str, optional): A pipeline, or ``'train'`` for the training
+            dataset's own. Defaults to None: the test dataloader's dataset pipeline, else the
+            validation one.
 
     Returns:
         tuple: The loader and the per-rank quota of images per class (None without one).

@@ -3,8 +3,9 @@
 Plain functions on arrays, with no runner: :class:`ClassPromptMappingHook` calls them, the tests
 check them on synthetic features and the benchmarks (``benchmarks/``) time them.
 
-- :func:`initial_class_map` clusters the L2-normalized class features with scikit-learn's
-  ``KMeans`` (k-means++ with a fixed seed) into M groups: class -> prompt.
+- :func:`initial_class_map` clusters the normalized class features with scikit-learn's
+  ``KMeans`` (k-means++ with a fixed seed; ``init='random'``: seeded random rows as the first
+  centroids, :func:`random_init_kmeans`, the authors' code) into M groups: class -> prompt.
 - :func:`update_class_map` re-clusters them from the previous map: the centroids are first
   re-computed as the means of the current class features under the previous map (so a drift of
   the whole feature cloud moves the centroids with it), then Lloyd iterations follow; cluster i
@@ -14,7 +15,9 @@ check them on synthetic features and the benchmarks (``benchmarks/``) time them.
   prompt floor(C/M) or ceil(C/M) classes by a minimum-cost assignment.
 
 Both take ``metric='euclidean'`` (plain k-means on the normalized features, the paper) or
-``'cosine'`` (spherical k-means: centroids re-normalized after every update, the authors' code).
+``'cosine'`` (spherical k-means: centroids re-normalized after every update, the authors' code),
+and ``feature_norm`` (:func:`normalize_features`): ``'l2'`` (the rows on the unit sphere) or
+``'layer'`` (the rows centred first: the authors' LayerNorm before their cosine k-means).
 """
 import time
 from contextlib import contextmanager
@@ -26,13 +29,18 @@ import numpy as np
 from ._moved import moved_getattr
 
 __all__ = [
-    'ClassMap', 'normalize_rows', 'initial_class_map', 'warm_kmeans', 'update_class_map',
-    'anchored_centroids', 'reseed_empty', 'balanced_assignment', 'balanced_kmeans',
-    'cluster_sizes', 'KMEANS_METRICS', 'EMPTY_CLUSTER_MODES'
+    'ClassMap', 'normalize_rows', 'normalize_features', 'initial_class_map', 'warm_kmeans',
+    'random_init_kmeans', 'update_class_map', 'anchored_centroids', 'reseed_empty',
+    'balanced_assignment', 'balanced_kmeans', 'cluster_sizes', 'KMEANS_METRICS',
+    'EMPTY_CLUSTER_MODES', 'FEATURE_NORMS', 'KMEANS_INITS'
 ]
 
 KMEANS_METRICS = ('euclidean', 'cosine')
 EMPTY_CLUSTER_MODES = ('reseed', 'keep')
+#: How class features are normalized before clustering (:func:`normalize_features`).
+FEATURE_NORMS = ('l2', 'layer')
+#: How the initial map's k-means starts: scikit-learn's k-means++ or random rows.
+KMEANS_INITS = ('k-means++', 'random')
 
 
 @dataclass
@@ -79,9 +87,44 @@ def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(norms, eps)
 
 
+def normalize_features(x: np.ndarray, feature_norm: str = 'l2') -> np.ndarray:
+    """The class features as the k-means sees them (float64); all-zero rows stay zero.
+
+    ``'l2'``: every row on the unit sphere (:func:`normalize_rows`). ``'layer'``: every row
+    minus its mean over the D features, then on the unit sphere. This is the authors' row-wise
+    LayerNorm without affine (``F.layer_norm(x, x.shape[1:])``) followed by their cosine
+    k-means: LayerNorm centres a row and divides it by a positive scalar (its standard deviation
+    with eps), and the cosine geometry ignores the scale of a row, so the assignments are theirs.
+    The rows are kept on the unit sphere so that the Euclidean metric works on them too.
+
+    Args:
+        x (np.ndarray): (C, D) features.
+        feature_norm (str): ``'l2'`` or ``'layer'``. Defaults to ``'l2'``.
+
+    Returns:
+        np.ndarray: (C, D) normalized features. Normalizing them again changes nothing beyond
+        rounding.
+    """
+    _check_feature_norm(feature_norm)
+    x = np.asarray(x, dtype=np.float64)
+    if feature_norm == 'layer':
+        x = x - x.mean(axis=1, keepdims=True)
+    return normalize_rows(x)
+
+
 def _check_metric(metric: str) -> None:
     if metric not in KMEANS_METRICS:
         raise ValueError(f'metric must be one of {KMEANS_METRICS}, got {metric!r}')
+
+
+def _check_feature_norm(feature_norm: str) -> None:
+    if feature_norm not in FEATURE_NORMS:
+        raise ValueError(f'feature_norm must be one of {FEATURE_NORMS}, got {feature_norm!r}')
+
+
+def _check_init(init: str) -> None:
+    if init not in KMEANS_INITS:
+        raise ValueError(f'init must be one of {KMEANS_INITS}, got {init!r}')
 
 
 def _check_features(features: np.ndarray, valid: Optional[np.ndarray]) -> Tuple[np.ndarray,
@@ -138,8 +181,8 @@ def warm_kmeans(points: np.ndarray,
         init: (M, D) starting centroids.
         max_iter: Maximum Lloyd iterations. Defaults to 300.
         tol: Relative tolerance on the centre shift. Defaults to 1e-4.
-        metric: ``'euclidean'`` or ``'cosine'`` (spherical: centroids re-normalized).
-            Defaults to ``'euclidean'``.
+        metric: ``'euclidean'`` or ``'cosine'`` (spherical: centroids re-normalized, the
+            starting ones included, whatever their length). Defaults to ``'euclidean'``.
 
     Returns:
         tuple: labels (n,) int64, centroids (M, D) float64, iterations run.
@@ -147,6 +190,8 @@ def warm_kmeans(points: np.ndarray,
     _check_metric(metric)
     points = np.asarray(points, dtype=np.float64)
     centroids = np.array(init, dtype=np.float64, copy=True)
+    if metric == 'cosine':
+        centroids = normalize_rows(centroids)
     if points.ndim != 2 or centroids.ndim != 2 or points.shape[1] != centroids.shape[1]:
         raise ValueError(f'points {points.shape} and centroids {centroids.shape} must be (n, D) '
                          'and (M, D) with the same D')
@@ -173,6 +218,51 @@ def warm_kmeans(points: np.ndarray,
     if not strict:
         labels = _assign(points, centroids)
     return labels.astype(np.int64), centroids, n_iter
+
+
+def random_init_kmeans(points: np.ndarray,
+                       num_clusters: int,
+                       seed: int = 0,
+                       n_init: int = 1,
+                       max_iter: int = 300,
+                       tol: float = 1e-4,
+                       metric: str = 'euclidean') -> Tuple[np.ndarray, np.ndarray, int]:
+    """k-means started from random rows (the authors' initial map: one start, 20 iterations).
+
+    Every start takes ``np.random.default_rng(seed).choice(n, num_clusters, replace=False)``
+    (the generator is shared by the starts, in order) as the first centroids and runs
+    :func:`warm_kmeans`; the start with the least total distance of the points to their
+    centroids (squared Euclidean, or 1 - cosine similarity) is kept, the earlier one on a tie.
+
+    Args:
+        points: (n, D) points, n >= num_clusters.
+        num_clusters: M.
+        seed: Seed of the choice of rows. Defaults to 0.
+        n_init: Starts. Defaults to 1.
+        max_iter: Maximum Lloyd iterations per start. Defaults to 300.
+        tol: Relative tolerance, as :func:`warm_kmeans`'s. Defaults to 1e-4.
+        metric: ``'euclidean'`` or ``'cosine'``. Defaults to ``'euclidean'``.
+
+    Returns:
+        tuple: labels (n,) int64, centroids (M, D) float64 and the iterations of the kept start.
+    """
+    _check_metric(metric)
+    points = np.asarray(points, dtype=np.float64)
+    if not 1 <= num_clusters <= len(points):
+        raise ValueError(f'random_init_kmeans needs 1 <= num_clusters <= {len(points)} points, '
+                         f'got {num_clusters}')
+    if n_init < 1:
+        raise ValueError(f'n_init must be >= 1, got {n_init}')
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(n_init):
+        rows = rng.choice(len(points), num_clusters, replace=False)
+        labels, centroids, n_iter = warm_kmeans(points, points[rows], max_iter, tol, metric)
+        cost = float(_distances(points, centroids, metric)[np.arange(len(points)),
+                                                            labels].sum())
+        if best is None or cost < best[0]:
+            best = (cost, labels, centroids, n_iter)
+    return best[1], best[2], best[3]
 
 
 def _few_classes_map(features: np.ndarray, valid: np.ndarray,
@@ -209,6 +299,8 @@ def initial_class_map(features: np.ndarray,
                       metric: str = 'euclidean',
                       empty_cluster: str = 'reseed',
                       balanced: bool = False,
+                      feature_norm: str = 'l2',
+                      init: str = 'k-means++',
                       threads: Optional[int] = 1) -> ClassMap:
     """The first class-to-prompt map: k-means of the normalized class features into M groups.
 
@@ -217,12 +309,21 @@ def initial_class_map(features: np.ndarray,
         num_prompts: M, the number of groups.
         valid: (C,) bool, the classes that have a feature. A class without one goes to prompt
             ``c mod M``. Defaults to None (all).
-        seed: ``random_state`` of scikit-learn's ``KMeans``. Defaults to 0.
-        n_init: k-means++ initializations; the best run is kept. Defaults to 10.
+        seed: ``random_state`` of scikit-learn's ``KMeans`` (``init='random'``: the seed of
+            the choice of rows). Defaults to 0.
+        n_init: Initializations; the best run is kept. Defaults to 10.
         max_iter: Maximum Lloyd iterations. Defaults to 300.
         tol: Relative tolerance, as scikit-learn's. Defaults to 1e-4.
         metric: ``'euclidean'`` (the paper) or ``'cosine'`` (spherical k-means refined from the
             scikit-learn result, the authors' code). Defaults to ``'euclidean'``.
+        empty_cluster: ``'reseed'`` or ``'keep'``, as :func:`update_class_map`'s. Defaults to
+            ``'reseed'``.
+        balanced: Give each prompt floor(C/M) or ceil(C/M) classes. Defaults to False.
+        feature_norm: ``'l2'`` or ``'layer'`` (:func:`normalize_features`). Defaults to
+            ``'l2'``.
+        init: ``'k-means++'`` (scikit-learn's ``KMeans``) or ``'random'``
+            (:func:`random_init_kmeans`, with ``metric``: the authors' random-init cosine
+            k-means). Defaults to ``'k-means++'``.
         threads: BLAS / OpenMP threads while clustering; None leaves the libraries' own.
             Defaults to 1.
 
@@ -232,6 +333,8 @@ def initial_class_map(features: np.ndarray,
     """
     _check_metric(metric)
     _check_empty_cluster(empty_cluster)
+    _check_feature_norm(feature_norm)
+    _check_init(init)
     if num_prompts < 1:
         raise ValueError(f'num_prompts must be >= 1, got {num_prompts}')
     features, valid = _check_features(features, valid)
@@ -239,29 +342,36 @@ def initial_class_map(features: np.ndarray,
     start = time.perf_counter()
     with limited_threads(threads):
         mapping, centroids, n_iter = _initial(features, valid, num_prompts, seed, n_init,
-                                              max_iter, tol, metric, empty_cluster, balanced)
+                                              max_iter, tol, metric, empty_cluster, balanced,
+                                              feature_norm, init)
     elapsed = (time.perf_counter() - start) * 1000.0
     return ClassMap(mapping, centroids, n_iter, elapsed)
 
 
 def _initial(features: np.ndarray, valid: np.ndarray, num_prompts: int, seed: int, n_init: int,
-             max_iter: int, tol: float, metric: str, empty_cluster: str,
-             balanced: bool) -> Tuple[np.ndarray, np.ndarray, int]:
+             max_iter: int, tol: float, metric: str, empty_cluster: str, balanced: bool,
+             feature_norm: str, init: str) -> Tuple[np.ndarray, np.ndarray, int]:
     """The body of :func:`initial_class_map`: map, centroids and iterations."""
     from sklearn.cluster import KMeans
-    features = normalize_rows(features)
+    features = normalize_features(features, feature_norm)
     num_classes = len(features)
     if num_classes <= num_prompts or int(valid.sum()) < num_prompts:
         mapping, centroids = _few_classes_map(features, valid, num_prompts)
         n_iter = 0
     else:
         points = features[valid]
-        kmeans = KMeans(n_clusters=num_prompts, n_init=n_init, max_iter=max_iter, tol=tol,
-                        random_state=seed).fit(points)
-        labels = kmeans.labels_.astype(np.int64)
-        centroids = kmeans.cluster_centers_.astype(np.float64)
-        n_iter = int(kmeans.n_iter_)
-        if metric == 'cosine' or balanced:
+        if init == 'random':
+            labels, centroids, n_iter = random_init_kmeans(points, num_prompts, seed, n_init,
+                                                           max_iter, tol, metric)
+            refine = balanced  # already spherical with the cosine metric
+        else:
+            kmeans = KMeans(n_clusters=num_prompts, n_init=n_init, max_iter=max_iter, tol=tol,
+                            random_state=seed).fit(points)
+            labels = kmeans.labels_.astype(np.int64)
+            centroids = kmeans.cluster_centers_.astype(np.float64)
+            n_iter = int(kmeans.n_iter_)
+            refine = metric == 'cosine' or balanced
+        if refine:
             init = normalize_rows(centroids) if metric == 'cosine' else centroids
             none = np.zeros(len(points), dtype=bool)
             labels, centroids, extra = _cluster(points, init, labels, none, max_iter, tol,
@@ -432,6 +542,7 @@ def update_class_map(features: np.ndarray,
                      empty_cluster: str = 'reseed',
                      balanced: bool = False,
                      anchor: bool = True,
+                     feature_norm: str = 'l2',
                      threads: Optional[int] = 1) -> ClassMap:
     """Re-cluster the class features, starting from the previous map; prompt i stays prompt i.
 
@@ -462,6 +573,8 @@ def update_class_map(features: np.ndarray,
             paper's k-means).
         anchor: Start from the previous map's groups on the current features; False starts
             from the previous centroids (the authors' warm start). Defaults to True.
+        feature_norm: ``'l2'`` or ``'layer'`` (:func:`normalize_features`); ``centroids``
+            must come from features normalized the same way. Defaults to ``'l2'``.
         threads: BLAS threads while clustering; None leaves the library's own. Defaults to 1.
 
     Returns:
@@ -471,6 +584,7 @@ def update_class_map(features: np.ndarray,
     """
     _check_metric(metric)
     _check_empty_cluster(empty_cluster)
+    _check_feature_norm(feature_norm)
     start = time.perf_counter()
     features, valid = _check_features(features, valid)
     previous = np.asarray(previous, dtype=np.int64)
@@ -486,7 +600,7 @@ def update_class_map(features: np.ndarray,
     n_iter = 0
     rows = np.flatnonzero(valid)
     with limited_threads(threads):
-        features = normalize_rows(features)
+        features = normalize_features(features, feature_norm)
         if num_classes <= num_prompts:
             new_centroids = centroids.copy()
             new_centroids[mapping[rows]] = features[rows]

@@ -10,16 +10,21 @@ the ranks and shares rank 0's result.
 from dataclasses import dataclass, fields
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
-from .class_kmeans import (EMPTY_CLUSTER_MODES, KMEANS_METRICS, ClassMap, cluster_sizes,
-                           initial_class_map, normalize_rows, update_class_map)
+from .class_kmeans import (EMPTY_CLUSTER_MODES, FEATURE_NORMS, KMEANS_INITS, KMEANS_METRICS,
+                           ClassMap, cluster_sizes, initial_class_map, normalize_features,
+                           update_class_map)
 
-__all__ = ['ClassPromptMap', 'MapOptions', 'WARM_STARTS', 'check_options']
+__all__ = ['ClassPromptMap', 'MapOptions', 'WARM_STARTS', 'UNSEEN_CLASSES', 'check_options']
 
 #: How an update starts: from the previous groups on the current features, or from the
 #: previous centroids (the authors' code).
 WARM_STARTS = ('anchored', 'centroids')
+#: What an update does with a class that has no feature in the window: it keeps its prompt,
+#: or it gets a random one (the authors' code).
+UNSEEN_CLASSES = ('keep', 'random')
 
 
 @dataclass
@@ -38,11 +43,20 @@ class MapOptions:
         warm_start (str): ``'anchored'``: an update starts from the means of the current class
             features under the previous map; ``'centroids'``: from the previous centroids (the
             authors' code). Defaults to ``'anchored'``.
-        seed (int): Seed of the initial k-means (and of the hook's per-class sample choice).
-            Defaults to 0.
-        n_init (int): k-means++ initializations of the initial map. Defaults to 10.
+        seed (int): Seed of the initial k-means (and of the hook's per-class sample choice and
+            of the random prompts of unseen classes). Defaults to 0.
+        n_init (int): Initializations of the initial map's k-means. Defaults to 10.
         max_iter (int): Maximum Lloyd iterations. Defaults to 300.
         tol (float): k-means tolerance, as scikit-learn's. Defaults to 1e-4.
+        feature_norm (str): How the class features are normalized before every clustering:
+            ``'l2'`` (on the unit sphere, the paper's) or ``'layer'`` (centred first: the
+            authors' row-wise LayerNorm without affine before their cosine k-means, their
+            ``kmeans_norm: layer``); see :func:`~mmda_vpt.utils.class_kmeans.
+            normalize_features`. Defaults to ``'l2'``.
+        init (str): How the initial map's k-means starts: ``'k-means++'`` (scikit-learn's) or
+            ``'random'`` (random classes as the first centroids, the authors' code; theirs is
+            ``n_init=1``, ``max_iter=20`` with ``metric='cosine'``). Defaults to
+            ``'k-means++'``.
     """
 
     metric: str = 'euclidean'
@@ -53,9 +67,12 @@ class MapOptions:
     n_init: int = 10
     max_iter: int = 300
     tol: float = 1e-4
+    feature_norm: str = 'l2'
+    init: str = 'k-means++'
 
     def __post_init__(self) -> None:
-        check_options(self.metric, self.empty_cluster, self.warm_start)
+        check_options(self.metric, self.empty_cluster, self.warm_start, self.feature_norm,
+                      self.init)
         if self.n_init < 1 or self.max_iter < 1:
             raise ValueError(f'n_init and max_iter must be >= 1, got {self.n_init} and '
                              f'{self.max_iter}')
@@ -83,7 +100,7 @@ class ClassPromptMap:
         dim (int): Feature dimension D.
         **options: How it clusters: the fields of :class:`MapOptions` (``metric``,
             ``empty_cluster``, ``balanced``, ``warm_start``, ``seed``, ``n_init``,
-            ``max_iter``, ``tol``), each with its default there.
+            ``max_iter``, ``tol``, ``feature_norm``, ``init``), each with its default there.
     """
 
     def __init__(self, num_classes: int, num_prompts: int, dim: int, **options) -> None:
@@ -95,7 +112,8 @@ class ClassPromptMap:
         self.class_to_prompt: Optional[torch.Tensor] = None
         #: (M, D) float32 centroids; row i belongs to prompt i.
         self.centroids: Optional[torch.Tensor] = None
-        #: (C, D) float32 normalized mean feature of every class, as last seen.
+        #: (C, D) float32 normalized (``feature_norm``) mean feature of every class, as last
+        #: seen.
         self.class_features: Optional[torch.Tensor] = None
         #: (C,) bool, the classes that have had a feature.
         self.has_feature: Optional[torch.Tensor] = None
@@ -134,36 +152,54 @@ class ClassPromptMap:
     def _options(self) -> dict:
         o = self.options
         return dict(max_iter=o.max_iter, tol=o.tol, metric=o.metric,
-                    empty_cluster=o.empty_cluster, balanced=o.balanced)
+                    empty_cluster=o.empty_cluster, balanced=o.balanced,
+                    feature_norm=o.feature_norm)
 
     def initialize(self, sums: torch.Tensor, counts: torch.Tensor) -> ClassMap:
         """The first map from per-class feature sums and counts (classes without one: c mod M)."""
         counts = counts.detach().cpu().double()
         valid = counts > 0
         means = sums.detach().cpu().double() / counts.clamp(min=1)[:, None]
-        features = normalize_rows(means.numpy())
+        features = normalize_features(means.numpy(), self.options.feature_norm)
         result = initial_class_map(features, self.num_prompts, valid=valid.numpy(),
                                    seed=self.options.seed, n_init=self.options.n_init,
-                                   **self._options())
+                                   init=self.options.init, **self._options())
         self.class_features = torch.from_numpy(features).float()
         self.has_feature = valid
         self._take(result)
         return result
 
-    def update(self) -> ClassMap:
-        """Re-cluster with the window's mean features; classes unseen in it keep their prompt
-        and their last feature. The window is not cleared (:meth:`reset_window`)."""
+    def update(self, unseen_classes: str = 'keep') -> ClassMap:
+        """Re-cluster with the window's mean features. The window is not cleared
+        (:meth:`reset_window`).
+
+        Args:
+            unseen_classes (str): A class without a feature in the window: ``'keep'``: it keeps
+                its prompt, and its last feature still shapes the centroids; ``'random'``: it
+                takes no part in the clustering and gets a prompt drawn uniformly at random
+                (the authors' code; seeded by ``seed`` and the number of maps so far, so a
+                resumed run draws the same). With C <= M every class keeps its own prompt
+                either way. Defaults to ``'keep'``.
+        """
+        _check_choice('unseen_classes', unseen_classes, UNSEEN_CLASSES)
         counts = self.counts.detach().cpu()
         seen = counts > 0
         features = self.class_features.double().clone()
         means = self.sums.detach().cpu()[seen] / counts[seen, None]
-        features[seen] = torch.from_numpy(normalize_rows(means.numpy()))
+        features[seen] = torch.from_numpy(normalize_features(means.numpy(),
+                                                             self.options.feature_norm))
         has_feature = self.has_feature | seen
+        draw = unseen_classes == 'random' and self.num_classes > self.num_prompts
         result = update_class_map(features.numpy(), self.class_to_prompt.numpy(),
-                                  self.centroids.double().numpy(), valid=has_feature.numpy(),
-                                  keep=(~seen).numpy(),
+                                  self.centroids.double().numpy(),
+                                  valid=(seen if draw else has_feature).numpy(),
+                                  keep=None if draw else (~seen).numpy(),
                                   anchor=self.options.warm_start == 'anchored',
                                   **self._options())
+        if draw and not bool(seen.all()):
+            rng = np.random.default_rng([self.options.seed, self.num_updates])
+            unseen = np.flatnonzero(~seen.numpy())
+            result.class_to_prompt[unseen] = rng.integers(0, self.num_prompts, len(unseen))
         self.class_features = features.float()
         self.has_feature = has_feature
         self._take(result)
@@ -226,10 +262,17 @@ class ClassPromptMap:
         return self.sums.detach().cpu().clone(), self.counts.detach().cpu().clone()
 
 
-def check_options(metric: str, empty_cluster: str, warm_start: str) -> None:
+def check_options(metric: str, empty_cluster: str, warm_start: str, feature_norm: str = 'l2',
+                  init: str = 'k-means++') -> None:
     """Raise a ValueError naming the first option outside its choices."""
     for name, value, choices in (('metric', metric, KMEANS_METRICS),
                                  ('empty_cluster', empty_cluster, EMPTY_CLUSTER_MODES),
-                                 ('warm_start', warm_start, WARM_STARTS)):
-        if value not in choices:
-            raise ValueError(f'{name} must be one of {choices}, got {value!r}')
+                                 ('warm_start', warm_start, WARM_STARTS),
+                                 ('feature_norm', feature_norm, FEATURE_NORMS),
+                                 ('init', init, KMEANS_INITS)):
+        _check_choice(name, value, choices)
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')

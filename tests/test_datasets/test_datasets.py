@@ -9,6 +9,7 @@ from unittest import TestCase, mock
 import cv2
 import numpy as np
 from mmengine.dataset import BaseDataset as EngineBaseDataset
+from mmengine.logging import MMLogger
 from mmengine.registry import DATA_SAMPLERS as ENGINE_SAMPLERS
 from mmpretrain.registry import DATA_SAMPLERS as PRETRAIN_SAMPLERS
 from mmpretrain.registry import DATASETS as PRETRAIN_DATASETS
@@ -16,6 +17,8 @@ from mmseg.registry import DATA_SAMPLERS as SEG_SAMPLERS
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.datasets import ClassBalancedSampler, FGVCDataset, SplitFileError, VTABDataset
+
+from tests.reference_code import reference_module, requires_reference
 
 
 def write_image(path: str, seed: int = 0) -> None:
@@ -352,3 +355,195 @@ class TestClassBalancedSampler(TestCase):
             ClassBalancedSampler(list(range(4)), samples_per_class=2)
         with self.assertRaisesRegex(ValueError, 'the dataset is empty'):
             ClassBalancedSampler(LabelledDataset([]), samples_per_class=2)
+
+
+def imbalanced_labels(num_classes, low, high, seed=0):
+    """Labels of ``num_classes`` classes of ``low``..``high`` samples each, shuffled."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_classes), rng.integers(low, high + 1, num_classes))
+    return labels[rng.permutation(len(labels))]
+
+
+def slot_statistics(batches, labels, samples_per_class):
+    """What the authors' sampler promises, measured on the batches of some epochs.
+
+    Returns a dict: batches per epoch, the distinct classes in a batch, the images a class has
+    in a batch, whether every slot holds one class with as many distinct images as the class
+    has (up to ``samples_per_class``), and the mean fraction of the images an epoch covers.
+    """
+    sizes = np.bincount(labels)
+    distinct, per_class, slots_ok, coverage = set(), set(), True, []
+    for epoch in batches:
+        for batch in epoch:
+            classes = labels[batch]
+            counts = Counter(classes.tolist())
+            distinct.add(len(counts))
+            per_class.update(counts.values())
+            for start in range(0, len(batch), samples_per_class):
+                slot = batch[start:start + samples_per_class]
+                cls = labels[slot]
+                slots_ok &= len(set(cls.tolist())) == 1 and len(set(slot)) == min(
+                    samples_per_class, sizes[cls[0]])
+        coverage.append(len({i for batch in epoch for i in batch}) / len(labels))
+    return dict(batches=sorted({len(epoch) for epoch in batches}), distinct=sorted(distinct),
+                per_class=sorted(per_class), slots_ok=slots_ok,
+                coverage=float(np.mean(coverage)))
+
+
+def expected_coverage(labels, batch_size, samples_per_class):
+    """The expected fraction of the images an epoch of independent class-slot batches covers
+    (more classes than slots)."""
+    sizes = np.bincount(labels)
+    slots = batch_size // samples_per_class
+    batches = len(labels) // batch_size
+    # An image is taken by a batch when its class fills a slot and the slot picks the image.
+    hit = slots / len(sizes) * np.minimum(samples_per_class, sizes) / sizes
+    return float((sizes * (1 - (1 - hit)**batches)).sum() / len(labels))
+
+
+class TestClassSlots(TestCase):
+    """mode='class_slots': the batches of the authors' Dataset/class_sampler.py."""
+
+    def ours(self, labels, batch_size, samples_per_class, epochs=20, seed=0):
+        sampler = ClassBalancedSampler(LabelledDataset(labels), samples_per_class,
+                                       mode='class_slots', batch_size=batch_size, seed=seed)
+        batches = []
+        for epoch in range(epochs):
+            sampler.set_epoch(epoch)
+            indices = list(sampler)
+            self.assertEqual(len(indices), len(sampler))
+            batches.append([indices[i:i + batch_size]
+                            for i in range(0, len(indices), batch_size)])
+        return batches
+
+    def test_more_classes_than_slots(self):
+        # 40 classes of 1 to 12 images, 16 slots of 2: a class with 1 image repeats it.
+        labels = imbalanced_labels(40, 1, 12)
+        stats = slot_statistics(self.ours(labels, 32, 2), labels, 2)
+        self.assertEqual(stats['batches'], [len(labels) // 32])
+        self.assertEqual(stats['distinct'], [16])
+        self.assertEqual(stats['per_class'], [2])
+        self.assertTrue(stats['slots_ok'])
+        self.assertLess(abs(stats['coverage'] - expected_coverage(labels, 32, 2)), 0.03)
+        # Batch 64 with 4 per class (the authors' vitb_dogs).
+        stats = slot_statistics(self.ours(labels, 64, 4), labels, 4)
+        self.assertEqual((stats['batches'], stats['distinct'], stats['per_class']),
+                         ([len(labels) // 64], [16], [4]))
+        self.assertTrue(stats['slots_ok'])
+
+    def test_fewer_classes_than_slots(self):
+        # 5 classes (Retinopathy) for 16 slots: 3 slots each and one class a fourth.
+        labels = imbalanced_labels(5, 20, 300)
+        stats = slot_statistics(self.ours(labels, 32, 2), labels, 2)
+        self.assertEqual(stats['batches'], [len(labels) // 32])
+        self.assertEqual(stats['distinct'], [5])
+        self.assertEqual(stats['per_class'], [6, 8])
+        self.assertTrue(stats['slots_ok'])
+        # 2 classes (Camelyon): 8 slots, 16 images each.
+        labels = imbalanced_labels(2, 100, 300)
+        stats = slot_statistics(self.ours(labels, 32, 2), labels, 2)
+        self.assertEqual((stats['distinct'], stats['per_class']), ([2], [16]))
+        # The classes are drawn uniformly, whatever their size.
+        counts = Counter(labels[i] for epoch in self.ours(labels, 32, 2)
+                         for batch in epoch for i in batch)
+        self.assertEqual(counts[0], counts[1])
+
+    def test_class_frequencies_are_uniform(self):
+        labels = imbalanced_labels(40, 1, 30)
+        counts = np.bincount(labels[[i for epoch in self.ours(labels, 32, 2, epochs=30)
+                                     for batch in epoch for i in batch]], minlength=40)
+        # Every class fills about as many slots (binomial spread: 6 standard deviations).
+        slots = counts / 2
+        mean = slots.mean()
+        self.assertLess(np.abs(slots - mean).max(), 6 * np.sqrt(mean))
+        self.assertGreater(np.abs(slots - mean).max(), 0)
+
+    def test_epochs_seed_and_processes(self):
+        labels = imbalanced_labels(12, 3, 9)
+        dataset = LabelledDataset(labels)
+        sampler = ClassBalancedSampler(dataset, 2, mode='class_slots', batch_size=8, seed=4)
+        first = list(sampler)
+        self.assertEqual(first, list(sampler))
+        sampler.set_epoch(1)
+        self.assertNotEqual(first, list(sampler))
+        again = ClassBalancedSampler(dataset, 2, mode='class_slots', batch_size=8, seed=4)
+        again.set_epoch(1)
+        self.assertEqual(list(sampler), list(again))
+        # 3 processes: len(dataset) // (8 * 3) batches each, contiguous chunks of whole batches
+        # of the one global list.
+        chunks = []
+        for rank in range(3):
+            with mock.patch('mmda_vpt.datasets.class_balanced_sampler.get_dist_info',
+                            return_value=(rank, 3)):
+                ranked = ClassBalancedSampler(dataset, 2, mode='class_slots', batch_size=8,
+                                              seed=4)
+            self.assertEqual(ranked.num_batches, len(labels) // 24)
+            chunks.append(list(ranked))
+        self.assertEqual([len(c) for c in chunks], [len(labels) // 24 * 8] * 3)
+        self.assertEqual(sum(chunks, []), ranked.global_indices())
+        for chunk in chunks:
+            stats = slot_statistics([[chunk[i:i + 8] for i in range(0, len(chunk), 8)]],
+                                    labels, 2)
+            self.assertEqual((stats['distinct'], stats['per_class']), ([4], [2]))
+            self.assertTrue(stats['slots_ok'])
+        # A dataset smaller than a batch still gives one batch.
+        tiny = ClassBalancedSampler(LabelledDataset([0, 1, 1]), 2, mode='class_slots',
+                                    batch_size=8, seed=0)
+        self.assertEqual((tiny.num_batches, len(list(tiny))), (1, 8))
+
+    def test_rounds_stay_the_default(self):
+        dataset = LabelledDataset(imbalanced_labels(5, 2, 9))
+        default = ClassBalancedSampler(dataset, 2, seed=1)
+        rounds = ClassBalancedSampler(dataset, 2, seed=1, mode='rounds')
+        self.assertEqual(default.mode, 'rounds')
+        self.assertEqual(list(default), list(rounds))
+        self.assertEqual(len(default), len(dataset) + len(dataset) % 2)
+
+    def test_errors(self):
+        dataset = LabelledDataset([0, 1, 2, 3])
+        with self.assertRaisesRegex(ValueError, r"mode must be one of \('rounds', "
+                                    r"'class_slots'\), got 'slots'"):
+            ClassBalancedSampler(dataset, 2, mode='slots')
+        with self.assertRaisesRegex(ValueError, "mode='class_slots' needs batch_size"):
+            ClassBalancedSampler(dataset, 2, mode='class_slots')
+        with self.assertRaisesRegex(ValueError, 'batch_size must be a positive multiple of '
+                                    'samples_per_class=4, got 6'):
+            ClassBalancedSampler(dataset, 4, mode='class_slots', batch_size=6)
+        with self.assertRaisesRegex(ValueError, 'shuffle=False is not supported'):
+            ClassBalancedSampler(dataset, 2, mode='class_slots', batch_size=4, shuffle=False)
+        with self.assertLogs(MMLogger.get_current_instance(), level='WARNING') as logs:
+            ClassBalancedSampler(dataset, 2, batch_size=4, seed=0)
+        self.assertIn("mode='rounds' ignores it", '\n'.join(logs.output))
+
+
+@requires_reference
+class TestClassSlotsAgainstTheAuthors(TestCase):
+    """The statistics of our class slots and of the authors' ClassSampler on the same labels."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.module = reference_module('Dataset/class_sampler.py')
+
+    def theirs(self, labels, batch_size, samples_per_class, epochs=20):
+        import random
+        random.seed(0)
+        image_dict = {int(c): np.flatnonzero(labels == c).tolist() for c in np.unique(labels)}
+        opt = type('Opt', (), dict(batch_size=batch_size, samples_per_class=samples_per_class))
+        sampler = self.module.ClassSampler(opt, image_dict, len(labels), has_path=False)
+        return [list(sampler) for _ in range(epochs)]
+
+    def test_same_statistics(self):
+        for classes, low, high, batch_size, per_class in ((40, 1, 12, 32, 2),
+                                                          (200, 20, 40, 32, 2),
+                                                          (40, 2, 30, 64, 4), (5, 20, 300, 32, 2),
+                                                          (2, 100, 300, 32, 2)):
+            with self.subTest(classes=classes, batch_size=batch_size):
+                labels = imbalanced_labels(classes, low, high)
+                theirs = slot_statistics(self.theirs(labels, batch_size, per_class), labels,
+                                         per_class)
+                ours = slot_statistics(TestClassSlots.ours(self, labels, batch_size, per_class),
+                                       labels, per_class)
+                self.assertTrue(theirs['slots_ok'] and ours['slots_ok'])
+                for key in ('batches', 'distinct', 'per_class'):
+                    self.assertEqual(ours[key], theirs[key], key)
+                self.assertLess(abs(ours['coverage'] - theirs['coverage']), 0.03)

@@ -5,7 +5,7 @@ from unittest import TestCase
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from mmengine.registry import DATASETS, DefaultScope
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.datasets.initial_pass_loader import (apply_quota, build_initial_pass_loader,
@@ -107,6 +107,21 @@ class TestBuildInitialPassLoader(TestCase):
         loader, _ = self.build(runner, samples_per_class=None, batch_size=50)
         self.assertEqual(loader.dataset.indices, list(range(200)))
         self.assertEqual(loader.batch_size, 50)
+
+    def test_training_pipeline(self):
+        """pipeline='train': the built training dataset, its own (augmenting) pipeline."""
+        train_set = dict(type='DigitsDataset', indices=(0, 60), pipeline=TRAIN_PIPELINE)
+        runner = fake_runner(train_set)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            runner.train_dataloader.dataset = DATASETS.build(train_set)
+        loader, _ = self.build(runner, pipeline='train')
+        self.assertIs(loader.dataset.dataset, runner.train_dataloader.dataset)
+        test_loader, _ = self.build(runner)
+        self.assertEqual(loader.dataset.indices, test_loader.dataset.indices)  # same choice
+        flipped = next(iter(loader))['inputs'][0]
+        plain = next(iter(test_loader))['inputs'][0]
+        self.assertTrue(torch.equal(flipped, plain.flip(-1)))
+        self.assertFalse(torch.equal(flipped, plain))
 
     def test_segmentation_gets_a_quota(self):
         runner = fake_runner(dict(type='DigitsDataset', indices=(0, 40), pipeline=TRAIN_PIPELINE))

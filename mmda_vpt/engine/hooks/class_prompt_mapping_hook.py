@@ -2,7 +2,7 @@
 import logging
 import math
 from dataclasses import asdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine import dist
@@ -17,7 +17,7 @@ from torch.utils.data import BatchSampler
 from mmda_vpt.datasets.initial_pass_loader import (apply_quota, build_initial_pass_loader,
                                                    split_batch)
 from mmda_vpt.utils.class_kmeans import ClassMap
-from mmda_vpt.utils.class_prompt_map import ClassPromptMap, MapOptions
+from mmda_vpt.utils.class_prompt_map import UNSEEN_CLASSES, ClassPromptMap, MapOptions
 from mmda_vpt.utils.labels import (check_label_maps, image_labels, is_segmentation_batch,
                                    patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
@@ -30,6 +30,8 @@ __all__ = ['ClassPromptMappingHook', 'guided_prompt_count']
 CHECKPOINT_KEY = 'class_prompt_mapping'
 CALLBACK_NAME = 'class_prompt_mapping'
 WHO = 'ClassPromptMappingHook'
+#: Which training features an update clusters: all since the last update, or the last epoch's.
+FEATURE_WINDOWS = ('since_update', 'last_epoch')
 
 
 def guided_prompt_count(backbone) -> int:
@@ -52,11 +54,12 @@ class ClassPromptMappingHook(Hook):
     The map itself (its state, its feature window and its k-means updates) is a
     :class:`~mmda_vpt.utils.ClassPromptMap`; this hook wires it to the runner:
 
-    - Before training, one pass over the training set with the test pipeline (no augmentation)
-      through the frozen pre-trained backbone with the prompts switched off: per class the mean
-      final CLS feature (classification; the mean final patch feature without a CLS token) or
-      the mean final feature of the patches of that class (segmentation, the class covering most
-      of a patch's pixels). L2-normalized and clustered with scikit-learn's ``KMeans`` (seeded):
+    - Before training, one pass over the training set with the test pipeline (no augmentation;
+      ``pipeline='train'``: the training pipeline) through the frozen pre-trained backbone with the
+      prompts switched off: per class the mean final CLS feature (classification; the mean final
+      patch feature without a CLS token) or the mean final feature of the patches of that class
+      (segmentation, the class covering most of a patch's pixels). Normalized (``feature_norm``) and
+      clustered with scikit-learn's ``KMeans`` (seeded; ``init='random'``: from random classes):
       ``class_to_prompt[c]`` is the cluster of class c. The pass's loader comes from
       :func:`~mmda_vpt.datasets.initial_pass_loader.build_initial_pass_loader`, which also
       documents how images are chosen. A label map the pass reads that holds
@@ -65,12 +68,16 @@ class ClassPromptMappingHook(Hook):
     - During training, the detached final CLS (segmentation: patch) features of the training
       forwards are summed per class. The first re-clustering happens at the end of epoch (or
       iteration, for iteration-based loops) ``max(first_update, interval)``, later ones every
-      ``interval`` epochs (iterations). The sums and counts are summed over all ranks and the
-      normalized means re-clustered from the previous map: centroids re-computed as the means
-      of the current class features under the previous map, then Lloyd iterations, so prompt i
-      stays prompt i; an empty prompt is re-seeded (``empty_cluster``). A class unseen in the
-      window keeps its prompt and its previous mean feature; with C < M class c gets prompt c
-      and the other prompts are unused (one warning).
+      ``interval`` epochs (iterations). An update clusters the features summed since the last
+      update (``feature_window='since_update'``) or those of the last epoch only
+      (``'last_epoch'``: the sums restart at the start of every epoch; for iteration-based
+      loops, at every multiple of the training loader's length). The sums and counts are summed
+      over all ranks and the normalized means re-clustered from the previous map: centroids
+      re-computed as the means of the current class features under the previous map, then
+      Lloyd iterations, so prompt i stays prompt i; an empty prompt is re-seeded
+      (``empty_cluster``). A class unseen in the window keeps its prompt and its previous mean
+      feature (``unseen_classes='keep'``) or gets a random prompt (``'random'``); with C < M
+      class c gets prompt c and the other prompts are unused (one warning).
     - Rank 0 clusters and broadcasts, so every rank holds the same map. Samples the
       ``DefaultSampler`` repeats to make the dataset divisible by the world size are counted once.
     - The state is saved in every checkpoint (key ``'class_prompt_mapping'``) and restored on
@@ -90,19 +97,30 @@ class ClassPromptMappingHook(Hook):
             iterations (iteration-based loops). Defaults to None: every epoch, or every
             ``ceil(len(dataset) / (batch_size * world_size))`` iterations.
         first_update (int, optional): The epoch (iteration, for iteration-based loops) at
-            whose end the first re-clustering happens, at the earliest after one full
-            ``interval``; None never re-clusters (the initial map is kept: the authors'
-            ``dynamic_kmeans: 0``). The authors' ``dynamic_kmeans: 10`` is
-            ``first_update=10``. Defaults to 1.
+            whose end the first re-clustering happens, counted from 1, at the earliest after
+            one full ``interval``; None never re-clusters (the initial map is kept: the authors'
+            ``dynamic_kmeans: 0``). The authors' ``dynamic_kmeans: d >= 1`` re-clusters at the
+            end of their 0-based epoch d, so it is ``first_update=d + 1`` (their
+            ``dynamic_kmeans: 1`` is ``first_update=2``; they cluster the last epoch's features
+            only: ``feature_window='last_epoch'``). Defaults to 1.
         batch_size (int, optional): Batch size of the initial pass. Defaults to None (the
             training dataloader's).
         num_workers (int, optional): Workers of the initial pass. Defaults to None (the
             training dataloader's).
-        pipeline (list[dict], optional): Pipeline of the initial pass. Defaults to None: the
-            test dataloader's dataset pipeline, else the validation one.
+        pipeline (list[dict] | str, optional): Pipeline of the initial pass: a list of
+            transforms, or ``'train'``: the training dataset as it is, with its own (augmenting)
+            pipeline (the authors' code). Defaults to None: the test dataloader's dataset
+            pipeline, else the validation one.
+        feature_window (str): The features an update clusters: ``'since_update'`` (all those
+            of the training forwards since the last update) or ``'last_epoch'`` (those of the
+            last epoch only, the authors' code). Defaults to ``'since_update'``.
+        unseen_classes (str): A class without a feature in the window: ``'keep'`` (it keeps
+            its prompt) or ``'random'`` (it gets a random prompt at every update, the authors'
+            code); see :meth:`~mmda_vpt.utils.ClassPromptMap.update`. Defaults to ``'keep'``.
         **map_options: How the map clusters: ``metric``, ``empty_cluster``, ``balanced``,
             ``warm_start``, ``seed`` (also the seed of the per-class sample choice),
-            ``n_init``, ``max_iter``, ``tol``, documented with their defaults in
+            ``n_init``, ``max_iter``, ``tol``, ``feature_norm``, ``init``, documented with
+            their defaults in
             :class:`~mmda_vpt.utils.class_prompt_map.MapOptions` (``empty_cluster='reseed'``
             and ``warm_start='anchored'`` keep every prompt holding a class; ``'keep'`` and
             ``'centroids'`` are the authors' code).
@@ -116,7 +134,9 @@ class ClassPromptMappingHook(Hook):
                  first_update: Optional[int] = 1,
                  batch_size: Optional[int] = None,
                  num_workers: Optional[int] = None,
-                 pipeline: Optional[List[dict]] = None,
+                 pipeline: Union[None, str, List[dict]] = None,
+                 feature_window: str = 'since_update',
+                 unseen_classes: str = 'keep',
                  **map_options) -> None:
         for name, value in (('samples_per_class', samples_per_class), ('interval', interval),
                             ('first_update', first_update), ('batch_size', batch_size)):
@@ -125,6 +145,13 @@ class ClassPromptMappingHook(Hook):
                 raise ValueError(f'{name} must be None or an int >= 1, got {value!r}')
         if num_workers is not None and num_workers < 0:
             raise ValueError(f'num_workers must be None or >= 0, got {num_workers}')
+        if isinstance(pipeline, str) and pipeline != 'train':
+            raise ValueError(f"pipeline must be None, a list of transforms or 'train', got "
+                             f'{pipeline!r}')
+        for name, value, choices in (('feature_window', feature_window, FEATURE_WINDOWS),
+                                     ('unseen_classes', unseen_classes, UNSEEN_CLASSES)):
+            if value not in choices:
+                raise ValueError(f'{name} must be one of {choices}, got {value!r}')
         #: How the map clusters (:class:`~mmda_vpt.utils.class_prompt_map.MapOptions`).
         self.map_options = MapOptions.build(type(self).__name__, map_options)
         self.samples_per_class = samples_per_class
@@ -134,6 +161,8 @@ class ClassPromptMappingHook(Hook):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pipeline = pipeline
+        self.feature_window = feature_window
+        self.unseen_classes = unseen_classes
 
         #: The class-to-prompt map; None until the model is known.
         self.map: Optional[ClassPromptMap] = None
@@ -225,11 +254,16 @@ class ClassPromptMappingHook(Hook):
     def before_train_epoch(self, runner) -> None:
         self._in_epoch = True
         if self._by_epoch and self.map is not None and self.map.sums is not None:
+            if self.feature_window == 'last_epoch':
+                self.map.reset_window(self.map.sums.device)
             self._epoch_start = (self.map.sums.clone(), self.map.counts.clone())
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._batch_idx = batch_idx
         self._offset = 0
+        if (self.feature_window == 'last_epoch' and not self._by_epoch and self.map is not None
+                and self.map.sums is not None and runner.iter % self._loader_len == 0):
+            self.map.reset_window(self.map.sums.device)
 
     def _due(self, tick: int) -> bool:
         """Whether the map is re-clustered at the end of epoch (iteration) ``tick`` (1-based)."""
@@ -305,8 +339,11 @@ class ClassPromptMappingHook(Hook):
                       'DefaultSampler repeats to fill the last batch cannot be told apart and '
                       'are counted twice', logger='current', level=logging.WARNING)
         unit = 'epoch' if self._by_epoch else 'iteration'
+        window = ("the last epoch's features" if self.feature_window == 'last_epoch' else
+                  'the features since the last update')
         when = ('never re-clustered' if self.first_update is None else
-                f're-clustered after {unit} {self._first}, then every {self._every} {unit}(s)')
+                f're-clustered after {unit} {self._first}, then every {self._every} {unit}(s), '
+                f'on {window}')
         print_log(f'{WHO}: {self.num_classes} classes -> {self.num_prompts} prompts, {when}',
                   logger='current')
 
@@ -413,8 +450,10 @@ class ClassPromptMappingHook(Hook):
             result = self.map.initialize(sums, counts)
             unseen = torch.nonzero(counts.cpu() == 0).flatten().tolist()
             if unseen:
+                fate = ('get a random prompt at every update' if self.unseen_classes == 'random'
+                        else 'keep a fixed prompt')
                 print_log(f'{WHO}: classes {unseen} have no sample in the training set; they '
-                          'keep a fixed prompt until they are seen', logger='current',
+                          f'{fate} until they are seen', logger='current',
                           level=logging.WARNING)
         self._share()
         self._warn_few_classes()
@@ -428,7 +467,7 @@ class ClassPromptMappingHook(Hook):
         dist.all_reduce(class_map.counts, op='sum')
         counts = class_map.counts.cpu()
         previous = class_map.class_to_prompt.clone()
-        result = class_map.update() if self._rank == 0 else None
+        result = class_map.update(self.unseen_classes) if self._rank == 0 else None
         self._share()
         self._log(when, result, previous, counts)
         class_map.reset_window(class_map.sums.device)

@@ -17,6 +17,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS as PRETRAIN_DATASETS
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
@@ -29,7 +30,7 @@ from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
 from mmda_vpt.utils.class_kmeans import normalize_rows, update_class_map
 from mmda_vpt.utils.class_prompt_map import ClassPromptMap
 
-from tests.toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
+from tests.toy_datasets import DigitsDataset, tiny_classifier_cfg, tiny_segmentor_cfg
 from tests.utils import REPO
 
 PACK = [dict(type='PackInputs')]
@@ -57,8 +58,16 @@ class MappingRecorderHook(Hook):
                     last_update=dict(hook.last_update))
 
 
-def digits(indices=(0, 200), classes=10, pipeline=None):
-    return dict(type='DigitsDataset', indices=indices, classes=classes,
+@PRETRAIN_DATASETS.register_module(force=True)
+class LabelledDigitsDataset(DigitsDataset):
+    """The digits, telling their labels (for ClassBalancedSampler)."""
+
+    def get_cat_ids(self, idx):
+        return [self.get_data_info(idx)['gt_label']]
+
+
+def digits(indices=(0, 200), classes=10, pipeline=None, dataset_type='DigitsDataset'):
+    return dict(type=dataset_type, indices=indices, classes=classes,
                 pipeline=pipeline or PACK)
 
 
@@ -66,7 +75,7 @@ _names = itertools.count()
 
 
 def make_runner(work_dir, model, dataset, max_epochs=2, hook=None, checkpoint_interval=10**6,
-                resume_from=None, with_test=False, name='map'):
+                resume_from=None, with_test=False, name='map', batch_size=16, sampler=None):
     hook = dict(type='ClassPromptMappingHook', **(hook or {}))
     extra = {}
     if with_test:
@@ -77,8 +86,8 @@ def make_runner(work_dir, model, dataset, max_epochs=2, hook=None, checkpoint_in
         model=model,
         work_dir=work_dir,
         experiment_name=f'{name}_{next(_names)}',
-        train_dataloader=dict(dataset=dataset, batch_size=16, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        train_dataloader=dict(dataset=dataset, batch_size=batch_size, num_workers=0,
+                              sampler=sampler or dict(type='DefaultSampler', shuffle=True)),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=5e-3)),
         custom_hooks=[hook, dict(type='PromptMetricLossHook'),
@@ -118,6 +127,22 @@ class TestClassPromptMappingHook(TestCase):
             ClassPromptMappingHook(metric='l1')
         with self.assertRaisesRegex(ValueError, 'n_init and max_iter must be >= 1'):
             ClassPromptMappingHook(n_init=0)
+        with self.assertRaisesRegex(ValueError, r"feature_window must be one of "
+                                    r"\('since_update', 'last_epoch'\), got 'epoch'"):
+            ClassPromptMappingHook(feature_window='epoch')
+        with self.assertRaisesRegex(ValueError, r"unseen_classes must be one of "
+                                    r"\('keep', 'random'\), got 'drop'"):
+            ClassPromptMappingHook(unseen_classes='drop')
+        with self.assertRaisesRegex(ValueError, "pipeline must be None, a list of transforms "
+                                    "or 'train', got 'test'"):
+            ClassPromptMappingHook(pipeline='test')
+        with self.assertRaisesRegex(ValueError, 'feature_norm must be one of'):
+            ClassPromptMappingHook(feature_norm='batch')
+        with self.assertRaisesRegex(ValueError, 'init must be one of'):
+            ClassPromptMappingHook(init='kmeans')
+        hook = ClassPromptMappingHook(feature_norm='layer', init='random', pipeline='train')
+        self.assertEqual((hook.map_options.feature_norm, hook.map_options.init, hook.pipeline),
+                         ('layer', 'random', 'train'))
 
     def test_pretrained_view_is_the_plain_vit(self):
         torch.manual_seed(0)
@@ -201,6 +226,63 @@ class TestClassPromptMappingHook(TestCase):
                          r'classes changed prompt, 2 classes without a sample in the window; '
                          r'classes per prompt \[2, 4\]')
         self.assertEqual(hook.map.counts.sum().item(), 0)  # the window starts again
+
+    def test_unseen_classes_random(self):
+        """'random': an unseen class takes no part and gets a random prompt at every update."""
+        rng = np.random.default_rng(0)
+        features = rng.normal(size=(12, 8))
+        later = features + 0.3 * rng.normal(size=features.shape)
+        seen = np.arange(12) < 9  # classes 9, 10 and 11 are not seen
+
+        def run(unseen_classes, updates=8):
+            hook = ClassPromptMappingHook(unseen_classes=unseen_classes, seed=5)
+            hook.num_classes, hook.num_prompts = 12, 3
+            hook.map = ClassPromptMap(12, 3, 8, seed=5)
+            hook.map.initialize(torch.from_numpy(features), torch.ones(12, dtype=torch.float64))
+            hook.map.reset_window()
+            maps = []
+            for _ in range(updates):
+                previous = (hook.class_to_prompt.numpy().copy(), hook.centroids.double().numpy())
+                hook.map.add(torch.from_numpy(later[seen]), torch.arange(9))
+                hook._update('epoch')
+                maps.append((previous, hook.class_to_prompt.numpy().copy()))
+            return hook, maps
+
+        hook, maps = run('random')
+        for (previous, centroids), mapping in maps:
+            # The seen classes are clustered on their own, the unseen ones left out.
+            expected = update_class_map(normalize_rows(later), previous, centroids, valid=seen)
+            self.assertEqual(mapping[seen].tolist(), expected.class_to_prompt[seen].tolist())
+            self.assertTrue(((mapping >= 0) & (mapping < 3)).all())
+        drawn = {tuple(mapping[~seen]) for _, mapping in maps}
+        self.assertGreater(len(drawn), 1)  # a new draw at every update
+        self.assertEqual(hook.last_update['unseen'], 3)
+        # Seeded by the seed and the number of maps: the same draws again (and on resume).
+        _, again = run('random')
+        self.assertEqual([m.tolist() for _, m in again], [m.tolist() for _, m in maps])
+        # 'keep' (the default): they keep their prompt.
+        _, kept = run('keep')
+        initial = kept[0][0][0]
+        self.assertEqual({tuple(m[~seen]) for _, m in kept}, {tuple(initial[~seen])})
+
+    def test_feature_window(self):
+        for window, kept in (('since_update', True), ('last_epoch', False)):
+            with self.subTest(window=window):
+                hook = ClassPromptMappingHook(feature_window=window)
+                hook.map = ClassPromptMap(4, 2, 8)
+                hook.map.reset_window()
+                hook.map.add(torch.ones(2, 8), torch.tensor([0, 1]))
+                hook.before_train_epoch(None)
+                self.assertEqual(hook.map.counts.sum().item(), 2.0 if kept else 0.0)
+                self.assertEqual(hook._epoch_start[1].sum().item(), 2.0 if kept else 0.0)
+                # Iteration-based loops: the window restarts with every pass over the data.
+                hook._by_epoch, hook._loader_len = False, 4
+                hook.map.add(torch.ones(1, 8), torch.tensor([2]))
+                before = hook.map.counts.sum().item()
+                hook.before_train_iter(SimpleNamespace(iter=5), 1)
+                self.assertEqual(hook.map.counts.sum().item(), before)
+                hook.before_train_iter(SimpleNamespace(iter=8), 0)
+                self.assertEqual(hook.map.counts.sum().item(), before if kept else 0.0)
 
     def test_add_leaves_unlabelled_rows_out(self):
         sums = torch.zeros(3, 2, dtype=torch.float64)
@@ -409,6 +491,63 @@ class TestClassPromptMappingHook(TestCase):
         hook = ClassPromptMappingHook(balanced=1, seed='3', warm_start='centroids')
         self.assertEqual((hook.map_options.balanced, hook.seed, hook.map_options.warm_start),
                          (True, 3, 'centroids'))
+
+    @pytest.mark.slow
+    def test_authors_timing_clusters_the_last_epoch(self):
+        """first_update=2 + 'last_epoch' (the authors' dynamic_kmeans: 1) against the default."""
+        model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3)
+        dataset = digits(indices=(0, 64))
+        # (hook options, {epoch of an update: epochs of features in its window})
+        cases = ((dict(first_update=2, feature_window='last_epoch'), {2: 1, 3: 1}),
+                 (dict(first_update=2), {2: 2, 3: 1}),
+                 (dict(), {1: 1, 2: 1, 3: 1}))
+        for options, windows in cases:
+            with self.subTest(**options), tempfile.TemporaryDirectory() as tmp:
+                runner = make_runner(tmp, model, dataset, max_epochs=3,
+                                     hook=dict(pipeline=PACK, **options))
+                runner.train()
+                sizes = np.bincount([d['gt_label'] for d in
+                                     runner.train_dataloader.dataset.data_list], minlength=10)
+                states = recorder(runner).states
+                for epoch in (1, 2, 3):
+                    update = states[epoch]['last_update']
+                    if epoch not in windows:
+                        self.assertEqual(update['when'], 'initial')
+                        continue
+                    self.assertEqual(update['when'], f'epoch {epoch}')
+                    # Every epoch sees each sample once: the window holds that many epochs.
+                    self.assertEqual(update['class_counts'].tolist(),
+                                     (sizes * windows[epoch]).astype(float).tolist())
+
+    @pytest.mark.slow
+    def test_resume_with_the_authors_map_and_class_slots(self):
+        """The authors' map options and batches: a resumed run ends with the same map."""
+        model = tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3)
+        hook = dict(pipeline='train', first_update=2, feature_window='last_epoch',
+                    unseen_classes='random', feature_norm='layer', init='random', n_init=1,
+                    max_iter=20, metric='cosine', empty_cluster='keep', warm_start='centroids')
+        sampler = dict(type='ClassBalancedSampler', samples_per_class=2, mode='class_slots',
+                       batch_size=8)
+        dataset = digits(indices=(0, 32), dataset_type='LabelledDigitsDataset')
+        with tempfile.TemporaryDirectory() as tmp:
+            full = make_runner(osp.join(tmp, 'full'), model, dataset, max_epochs=4,
+                               checkpoint_interval=1, hook=hook, batch_size=8, sampler=sampler,
+                               name='full')
+            full.train()
+            states = recorder(full).states
+            # 32 // 8 = 4 batches of 4 classes: some classes go unseen in an epoch.
+            self.assertEqual(len(full.train_dataloader), 4)
+            self.assertGreater(max(states[e]['last_update']['unseen'] for e in (2, 3, 4)), 0)
+            self.assertFalse(torch.equal(states[4]['centroids'], states[2]['centroids']))
+            for start in (1, 2):
+                resumed = make_runner(osp.join(tmp, f'resumed{start}'), model, dataset,
+                                      max_epochs=4, hook=hook, batch_size=8, sampler=sampler,
+                                      resume_from=osp.join(tmp, 'full', f'epoch_{start}.pth'),
+                                      name=f'resumed{start}')
+                resumed.train()
+                after = recorder(resumed).states
+                for key in ('class_to_prompt', 'centroids', 'class_features', 'has_feature'):
+                    self.assertTrue(torch.equal(after[4][key], states[4][key]), (start, key))
 
     @pytest.mark.slow
     def test_no_empty_prompt_in_training(self):
