@@ -8,7 +8,8 @@
 # 255 marks pixels to ignore. Any other value stops training before its first step, naming the
 # file and the value (the class-to-prompt map's initial pass checks the maps it reads).
 # Change: data_root, classes and palette (one name and one RGB colour per class index, in index
-# order), the suffixes if your files differ, and crop_size (with model.backbone.img_size).
+# order), the suffixes if your files differ, and crop_size; for another ViT the backbone block
+# below.
 # If 0 means "unlabelled" in your maps, set reduce_zero_label=True in the three datasets.
 # Before a long run, choose the learning rate, the prompt counts and beta / lambda with
 # tools/tune.py (see Choosing hyperparameters in the README); the values below are the
@@ -33,11 +34,26 @@ seg_map_suffix = '.png'
 crop_size = (512, 512)
 num_classes = len(classes)
 
+# ---------------------------------------------------------------- the backbone
+# ViT-L/16 pre-trained on ImageNet-21k, converted for mmseg (see Pre-trained checkpoints in the
+# README). For another ViT change these five: the decode and auxiliary heads' in_channels follow
+# embed_dims, the tapped layers (SETR's 9, 12, 18 and 24 of 24) and the guided layers (the last
+# two) follow num_layers. E.g. ViT-B/16: embed_dims = 768, num_layers = 12, num_heads = 12,
+# backbone_checkpoint = 'checkpoints/vit-b16_in21k_mmseg.pth' (tools/model_converters/
+# convert_vit.py ViT-B_16.npz ... --dst mmseg --drop-final-norm).
+embed_dims = 1024
+num_layers = 24
+num_heads = 16
+patch_size = 16
+backbone_checkpoint = 'checkpoints/vit-l16_in21k_mmseg.pth'
+out_indices = (num_layers * 3 // 8 - 1, num_layers // 2 - 1, num_layers * 3 // 4 - 1,
+               num_layers - 1)
+
 # ---------------------------------------------------------------- the model
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 aux_head = dict(
     type='SETRUPHead',
-    in_channels=1024,
+    in_channels=embed_dims,
     channels=256,
     num_classes=num_classes,
     dropout_ratio=0,
@@ -52,22 +68,23 @@ model = dict(
     pretrained=None,
     backbone=dict(
         type='DAVPTViT',
-        embed_dims=1024,
-        num_layers=24,
-        num_heads=16,
+        embed_dims=embed_dims,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        patch_size=patch_size,
         img_size=crop_size,
-        out_indices=(8, 11, 17, 23),
+        out_indices=out_indices,
         with_cls_token=True,
         final_norm=False,
         patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
         interpolate_mode='bilinear',
         drop_rate=0.0,
         num_prompts=10,
-        guided_layers=(22, 23),
+        guided_layers=(num_layers - 2, num_layers - 1),
         num_guided_prompts=10,
         bias_tune=None,  # 'kv' for DA-VPT+
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_in21k_mmseg.pth')),
-    decode_head=dict(num_classes=num_classes, in_index=3),
+        init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint)),
+    decode_head=dict(in_channels=embed_dims, num_classes=num_classes, in_index=3),
     auxiliary_head=[dict(aux_head, in_index=i) for i in range(3)],
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(crop_size[0] * 2 // 3,
                                                              crop_size[1] * 2 // 3)))

@@ -1,14 +1,19 @@
-# DA-VPT on your own classification data: mmpretrain's CustomDataset, one folder per class.
+# DA-VPT on your own classification data: one folder per class (mmda_vpt's ClassFolderDataset,
+# mmpretrain's CustomDataset labelled by folder name).
 #
 #   data/custom_cls/
 #     train/<class name>/<any name>.jpg   (.png, .bmp, ... any extension mmpretrain reads)
 #     val/<class name>/...
 #     test/<class name>/...               (no test split? set test_dataloader = val_dataloader)
 #
-# Class indices follow the sorted folder names of train/ (every split needs the same folders).
-# Change: data_root, num_classes (the number of class folders) and, for images far from 224x224,
-# crop_size. Before a long run, choose the learning rate, the prompt counts and beta / lambda
-# with tools/tune.py (see Choosing hyperparameters in the README); the values below are the
+# One class list for the run: `classes` below (names in index order), or when None the sorted
+# folder names of train/. Every split labels its images through that list by folder name: a
+# val/test folder the list lacks stops the run before training, a split without images of some
+# classes trains with one warning naming them, and num_classes must be the list's length.
+# Change: data_root, num_classes (and classes, if train/ lacks a class or you want another index
+# order) and, for images far from 224x224, crop_size. For another ViT change the backbone block
+# below. Before a long run, choose the learning rate, the prompt counts and beta / lambda with
+# tools/tune.py (see Choosing hyperparameters in the README); the values below are the
 # documented defaults, not a tuned setting.
 #
 #   python tools/train.py configs/custom/davpt_vit-b16-in21k_1xb32-100e_custom-cls-224.py
@@ -26,20 +31,41 @@ _base_ = [
 # ---------------------------------------------------------------- what you change
 data_root = 'data/custom_cls'
 num_classes = 10
+classes = None  # or ['cat', 'dog', ...]: the class names in index order, given to every split
 crop_size = 224
-# Optional: classes = ['cat', 'dog', ...] (names in index order; default: the folder names).
+
+# ---------------------------------------------------------------- the backbone
+# ViT-B/16 pre-trained on ImageNet-21k. For another ViT change these five (the head's
+# in_channels follow embed_dims, the guided layers are the last two), e.g. ViT-L/16:
+# embed_dims = 1024, num_layers = 24, num_heads = 16,
+# backbone_checkpoint = 'checkpoints/vit-l16_in21k.pth'
+# (written by tools/model_converters/convert_vit.py; see Pre-trained checkpoints in the README).
+# An MAE ViT also needs out_type='avg_featmap' in model.backbone.
+embed_dims = 768
+num_layers = 12
+num_heads = 12
+patch_size = 16
+backbone_checkpoint = 'checkpoints/vit-b16_in21k.pth'
 
 # ---------------------------------------------------------------- the model
 model = dict(
     backbone=dict(
+        # A dict replacing the base config's arch='b' needs _delete_=True.
+        arch=dict(
+            _delete_=True,
+            embed_dims=embed_dims,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            feedforward_channels=4 * embed_dims),
         img_size=crop_size,
+        patch_size=patch_size,
         num_prompts=10,
-        guided_layers=(10, 11),
+        guided_layers=(num_layers - 2, num_layers - 1),
         num_guided_prompts=10,
         bias_tune=None,  # 'kv' for DA-VPT+
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint)),
     data_preprocessor=dict(num_classes=num_classes),
-    head=dict(num_classes=num_classes))
+    head=dict(num_classes=num_classes, in_channels=embed_dims))
 
 # ---------------------------------------------------------------- the data
 train_pipeline = [
@@ -62,21 +88,33 @@ train_dataloader = dict(
     # samples_per_class=2) (the batch size must be a multiple of it).
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='CustomDataset', data_root=data_root, data_prefix='train', pipeline=train_pipeline))
+        type='ClassFolderDataset',
+        data_root=data_root,
+        data_prefix='train',
+        classes=classes,
+        pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=64,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CustomDataset', data_root=data_root, data_prefix='val', pipeline=test_pipeline))
+        type='ClassFolderDataset',
+        data_root=data_root,
+        data_prefix='val',
+        classes=classes,
+        pipeline=test_pipeline))
 test_dataloader = dict(
     batch_size=64,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CustomDataset', data_root=data_root, data_prefix='test', pipeline=test_pipeline))
+        type='ClassFolderDataset',
+        data_root=data_root,
+        data_prefix='test',
+        classes=classes,
+        pipeline=test_pipeline))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 

@@ -15,6 +15,7 @@ from mmengine.registry import DATASETS
 from torch.utils.data import DataLoader, Subset
 
 from mmda_vpt.utils.labels import check_label_range
+from .class_list import label_like
 
 __all__ = [
     'apply_quota', 'build_initial_pass_loader', 'dataset_labels', 'find_pipeline',
@@ -165,6 +166,8 @@ def _initial_pass_dataset(runner, pipeline: Union[list, str]):
         dataset.pipeline = Compose(copy.deepcopy(pipeline))
     if hasattr(dataset, 'full_init'):
         dataset.full_init()
+    # Built again: the run's class list as the training split has it (labels by folder name).
+    label_like(dataset, getattr(getattr(runner, 'train_dataloader', None), 'dataset', None))
     return dataset
 
 

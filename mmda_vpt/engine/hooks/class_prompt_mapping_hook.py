@@ -14,6 +14,7 @@ from mmengine.runner.loops import IterBasedTrainLoop
 from mmengine.utils import ProgressBar
 from torch.utils.data import BatchSampler
 
+from mmda_vpt.datasets.class_list import apply_run_classes
 from mmda_vpt.datasets.initial_pass_loader import (apply_quota, build_initial_pass_loader,
                                                    split_batch)
 from mmda_vpt.utils.class_kmeans import ClassMap
@@ -228,6 +229,9 @@ class ClassPromptMappingHook(Hook):
         remove_loss_callback(model, CALLBACK_NAME)
 
     # ------------------------------------------------------------------ hook points
+    def before_run(self, runner) -> None:
+        apply_run_classes(runner)  # one class list for every split, before any label is read
+
     def before_train(self, runner) -> None:
         if self.map is None:
             self.map = self._new_map(runner)

@@ -6,6 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
+from mmda_vpt.datasets.class_list import apply_run_classes, trained_classes
 from mmda_vpt.models.losses import PromptProxyAnchorLoss
 from mmda_vpt.utils.labels import image_labels, is_segmentation_batch, patch_labels
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
@@ -49,7 +50,9 @@ class PromptMetricLossHook(Hook):
     checkpoint written without the hook has the cross-entropy, then the total, in its
     ``train/loss`` history. Validation and testing are untouched. The class-to-prompt map
     comes from a ``ClassPromptMappingHook`` in the same runner; without one, class c goes to
-    prompt c mod M (with a warning).
+    prompt c mod M (with a warning). Before training (and testing) the splits that label by
+    class folders get one class list
+    (:func:`~mmda_vpt.datasets.class_list.apply_run_classes`).
 
     Args:
         beta (float): Weight of the patch term L_ML(x, p). Defaults to 0.05.
@@ -118,10 +121,20 @@ class PromptMetricLossHook(Hook):
         self.num_classes = 0
         self.ignore_index = 255
         self._warned_fallback = False
+        self._trained_classes = None  # the classes of the loaded checkpoint's training run
         # (the last map used, as checked on the CPU; device; M; the map on the device)
         self._device_map: Optional[tuple] = None
 
     # ------------------------------------------------------------------ hook points
+    def before_run(self, runner) -> None:
+        apply_run_classes(runner)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._trained_classes = trained_classes(checkpoint)
+
+    def before_test(self, runner) -> None:
+        apply_run_classes(runner, self._trained_classes)
+
     def before_train(self, runner) -> None:
         backbone = get_davpt_backbone(runner.model, 'PromptMetricLossHook')
         if not backbone.guided_layers:
