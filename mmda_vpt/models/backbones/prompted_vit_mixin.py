@@ -32,11 +32,22 @@ from mmda_vpt.utils.params import (check_trainable_fit, count_params, log_traina
 from .attention_recorder import AttentionRecorder
 from .bias_tuning import qkv_row_indices, qkv_rows, tuned_qkv_bias, tuned_qkv_name
 from .block_parts import BlockParts
-from .prompt_options import PromptOptions
+from .prompt_options import QKV_BIAS_PARTS, PromptOptions
 from .prompts import DeepPrompts
 from .taps import LayerTaps, PromptTaps
 
 __all__ = ['PromptedViTMixin', 'PromptTaps', 'BlockParts']
+
+#: Where each block part lives in :class:`BlockParts`: (field, tensor attribute).
+_BLOCK_PART_TENSORS = {
+    'attn_out_bias': ('proj_bias_owner', 'bias'),
+    'fc1_bias': ('fc1', 'bias'),
+    'fc2_bias': ('fc2', 'bias'),
+    'norm1_weight': ('norm1', 'weight'),
+    'norm1_bias': ('norm1', 'bias'),
+    'norm2_weight': ('norm2', 'weight'),
+    'norm2_bias': ('norm2', 'bias'),
+}
 
 
 class PromptedViTMixin:
@@ -149,7 +160,7 @@ class PromptedViTMixin:
         return {}
 
     def bias_part_tensors(self, part: str) -> List[torch.Tensor]:
-        """The pre-trained tensors of one bias part (Q/K/V biases: none, see ``kv_bias``).
+        """The pre-trained tensors of one bias part (not Q/K/V: see :attr:`tuned_qkv_param`).
 
         Args:
             part (str): A name out of :data:`~.prompt_options.BIAS_PARTS`.
@@ -161,21 +172,9 @@ class PromptedViTMixin:
         if part in self._host_part_tensors_names:
             tensor = self._host_part_tensors().get(part)
             return [] if tensor is None else [tensor]
-        tensors = []
-        for parts in self._all_parts():
-            owner, attr = {
-                'attn_out_bias': (parts.proj_bias_owner, 'bias'),
-                'fc1_bias': (parts.fc1, 'bias'),
-                'fc2_bias': (parts.fc2, 'bias'),
-                'norm1_weight': (parts.norm1, 'weight'),
-                'norm1_bias': (parts.norm1, 'bias'),
-                'norm2_weight': (parts.norm2, 'weight'),
-                'norm2_bias': (parts.norm2, 'bias'),
-            }.get(part, (None, None))
-            tensor = getattr(owner, attr, None) if owner is not None else None
-            if tensor is not None:
-                tensors.append(tensor)
-        return tensors
+        field, attr = _BLOCK_PART_TENSORS[part]
+        tensors = [getattr(getattr(parts, field), attr, None) for parts in self._all_parts()]
+        return [tensor for tensor in tensors if tensor is not None]
 
     # ------------------------------------------------------------------ freezing
     def trainable_names(self) -> List[str]:
@@ -191,7 +190,7 @@ class PromptedViTMixin:
             self.tuned_qkv_param.requires_grad = True
         legacy_all = self.bias_tune == 'all'  # releases what the host has, never fails
         for part in self.bias_parts:
-            if part in ('q_bias', 'k_bias', 'v_bias'):
+            if part in QKV_BIAS_PARTS:  # rows of tuned_qkv_param
                 continue
             tensors = self.bias_part_tensors(part)
             if not tensors and not legacy_all:
