@@ -405,7 +405,7 @@ class PromptedViTMixin:
 
     def _block(self, index: int, x: torch.Tensor, guided: bool,
                want_maps: bool) -> Tuple[torch.Tensor, Optional[LayerTaps]]:
-        """One frozen block on ``x`` (B, T, D); returns the output and the taps of a guided layer."""
+        """One frozen block on ``x`` (B, T, D); returns the output and a guided layer's taps."""
         parts = self._block_parts(self.layers[index])
         batch, tokens, dim = x.shape
         heads = parts.num_heads
