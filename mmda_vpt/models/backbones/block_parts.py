@@ -19,3 +19,4 @@ class BlockParts(NamedTuple):
     ffn: nn.Module  # an mmcv ``FFN``: ``ffn(x, identity=...)`` adds the residual
     proj_bias_owner: Optional[nn.Module]  # module whose ``bias`` is the projection bias
     fc2: Optional[nn.Linear]  # the second MLP linear layer
+    fc1: Optional[nn.Linear] = None  # the first MLP linear layer

@@ -1,9 +1,11 @@
 """``DAVPTViT`` for mmpretrain: its ``VisionTransformer`` with DA-VPT prompts."""
-from typing import List
+import logging
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks.transformer import FFN
+from mmengine.logging import print_log
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
@@ -21,15 +23,20 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
 
     Takes every argument of mmpretrain's ``VisionTransformer`` (``arch``, ``img_size``,
     ``patch_size``, ``out_type``, ``out_indices``, ``final_norm``, ...) and loads its checkpoints
-    (keys such as ``layers.0.attn.qkv.weight``) unchanged.
+    (keys such as ``layers.0.attn.qkv.weight``) unchanged. ``out_type`` takes one more value:
+    ``'avg_prompts_patches'``, the mean of the final-norm outputs over the prompt and patch
+    tokens (the CLS token left out), without mmpretrain's extra ``ln2`` (the authors' MAE
+    pooling); ``'avg_featmap'`` stays mmpretrain's (patch tokens only, then ``ln2``).
 
     Args:
         *args: mmpretrain ``VisionTransformer`` positional arguments (``arch``, ...).
         **kwargs: The prompt options of :class:`~.prompt_options.PromptOptions`
             (``num_prompts``, ``guided_layers``, ``num_guided_prompts``, ``prompt_dropout``,
-            ``prompt_init``, ``bias_tune``, ``learnable_cls_token``, ``with_cp``,
-            ``frozen_drop_path_rate``), and mmpretrain ``VisionTransformer`` arguments.
+            ``prompt_init``, ``prompt_init_scale``, ``bias_tune``, ``learnable_cls_token``,
+            ``with_cp``, ``frozen_drop_path_rate``), and mmpretrain ``VisionTransformer``
+            arguments.
     """
+    OUT_TYPES = VisionTransformer.OUT_TYPES | {'avg_prompts_patches'}
 
     def __init__(self, *args, **kwargs) -> None:
         options = PromptOptions.pop_from(kwargs)
@@ -39,6 +46,10 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
                              'or pass a dict with embed_dims, num_layers, num_heads and '
                              'feedforward_channels')
         super().__init__(*args, **kwargs)
+        if self.out_type == 'avg_prompts_patches' and not self.final_norm:
+            print_log("DAVPTViT: out_type='avg_prompts_patches' with final_norm=False pools "
+                      'tokens without a final norm (the authors pool the final-norm outputs)',
+                      logger='current', level=logging.WARNING)
         for layer in self.layers:
             if layer.attn.v_shortcut or not isinstance(layer.ffn, FFN):
                 raise ValueError('DAVPTViT supports the standard ViT block (FFN, no v_shortcut)')
@@ -62,7 +73,8 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
             norm2=layer.ln2,
             ffn=layer.ffn,
             proj_bias_owner=attn.proj,
-            fc2=layer.ffn.layers[1])
+            fc2=layer.ffn.layers[1],
+            fc1=layer.ffn.layers[0][0])
 
     def new_param_names(self) -> List[str]:
         """The prompts (and ``kv_bias``), plus ``ln2`` when ``out_type='avg_featmap'``.
@@ -76,11 +88,17 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
         return names
 
     def _host_trainable_extras(self):
-        norms = [getattr(self, 'ln1', None) if self.final_norm else None,
-                 getattr(self, 'ln2', None) if self.out_type == 'avg_featmap' else None,
+        norms = [getattr(self, 'ln2', None) if self.out_type == 'avg_featmap' else None,
                  self.pre_norm]
         return [m.bias for m in norms
                 if m is not None and getattr(m, 'bias', None) is not None]
+
+    def _host_part_tensors(self) -> Dict[str, Optional[torch.Tensor]]:
+        final = getattr(self, 'ln1', None) if self.final_norm else None
+        return dict(
+            patch_embed_bias=self.patch_embed.projection.bias,
+            final_norm_weight=getattr(final, 'weight', None),
+            final_norm_bias=getattr(final, 'bias', None))
 
     def forward(self, x: torch.Tensor):
         batch = x.shape[0]
@@ -96,5 +114,10 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
         final_norm = self.ln1 if self.final_norm else None
+        if self.out_type == 'avg_prompts_patches':
+            outs = self.forward_blocks(x, patch_resolution, final_norm, self.out_indices,
+                                       strip_prompts=False)
+            # Every token but the prefix (CLS): the layer's prompts and the patches.
+            return tuple(out[:, self.num_extra_tokens:].mean(dim=1) for out in outs)
         outs = self.forward_blocks(x, patch_resolution, final_norm, self.out_indices)
         return tuple(self._format_output(out, patch_resolution) for out in outs)

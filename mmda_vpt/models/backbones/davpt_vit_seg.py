@@ -1,6 +1,6 @@
 """``DAVPTViT`` for mmsegmentation: its ``VisionTransformer`` with DA-VPT prompts."""
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -60,13 +60,19 @@ class DAVPTViTSeg(PromptedViTMixin, VisionTransformer):
             norm2=layer.norm2,
             ffn=layer.ffn,
             proj_bias_owner=mha.out_proj,
-            fc2=layer.ffn.layers[1])
+            fc2=layer.ffn.layers[1],
+            fc1=layer.ffn.layers[0][0])
 
     def _host_trainable_extras(self):
-        norms = [self.norm1 if self.final_norm else None,
-                 self.pre_ln if self.pre_norm else None]
-        return [m.bias for m in norms
-                if m is not None and getattr(m, 'bias', None) is not None]
+        norm = self.pre_ln if self.pre_norm else None
+        return [] if getattr(norm, 'bias', None) is None else [norm.bias]
+
+    def _host_part_tensors(self) -> Dict[str, Optional[torch.Tensor]]:
+        final = self.norm1 if self.final_norm else None
+        return dict(
+            patch_embed_bias=self.patch_embed.projection.bias,
+            final_norm_weight=getattr(final, 'weight', None),
+            final_norm_bias=getattr(final, 'bias', None))
 
     def _adapt_pretrained(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         pos = state_dict.get('pos_embed')

@@ -4,13 +4,20 @@ Both ``DAVPTViT`` backbones take these options as keyword arguments next to thei
 (``model.backbone.num_prompts=...`` in a config) and hand them over with
 :meth:`PromptOptions.pop_from`; :class:`~.prompted_vit_mixin.PromptedViTMixin` applies them.
 """
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-__all__ = ['PromptOptions', 'PROMPT_INITS', 'BIAS_TUNE_MODES']
+__all__ = ['PromptOptions', 'PROMPT_INITS', 'BIAS_TUNE_MODES', 'BIAS_PARTS', 'QKV_BIAS_PARTS']
 
-PROMPT_INITS = ('uniform', 'xavier')
+PROMPT_INITS = ('uniform', 'xavier', 'xavier_stacked')
 BIAS_TUNE_MODES = (None, 'kv', 'all')
+#: The pre-trained tensors that ``bias_tune`` can release, one name each.
+BIAS_PARTS = ('q_bias', 'k_bias', 'v_bias', 'attn_out_bias', 'fc1_bias', 'fc2_bias',
+              'norm1_weight', 'norm1_bias', 'norm2_weight', 'norm2_bias', 'patch_embed_bias',
+              'final_norm_weight', 'final_norm_bias')
+#: The parts that are rows of the fused qkv bias, in its order.
+QKV_BIAS_PARTS = ('q_bias', 'k_bias', 'v_bias')
 
 
 def _is_count(value: Any) -> bool:
@@ -29,10 +36,19 @@ class PromptOptions:
             Defaults to None, meaning ``num_prompts``.
         prompt_dropout (float): Dropout on the prompts. Defaults to 0.0.
         prompt_init (str): ``'uniform'`` (VPT's U(-v, v), v = sqrt(6 / (3 * patch_h * patch_w +
-            dim))) or ``'xavier'``. Defaults to ``'uniform'``.
-        bias_tune (str, optional): DA-VPT+: ``'kv'`` tunes the K and V biases of attention (the
-            paper), ``'all'`` also the biases of the attention output projection, the second MLP
-            layer and the LayerNorms (the authors' code). Defaults to None.
+            dim))), ``'xavier'`` (``xavier_uniform_`` on each layer's (length, dim) prompts) or
+            ``'xavier_stacked'`` (the authors' code: ``xavier_uniform_`` on the prompts of the
+            guided layers stacked to one (layers, length, dim) tensor, and on those of the other
+            layers stacked to another: U(-v, v), v = sqrt(6 / ((length + layers) * dim))).
+            Defaults to ``'uniform'``.
+        prompt_init_scale (float): The initialized prompts are multiplied by it (the authors'
+            code divides by 8 in most rows: 0.125). Defaults to 1.0.
+        bias_tune (str | Sequence[str], optional): DA-VPT+'s pre-trained tensors that train:
+            ``'kv'`` the K and V biases of attention (the paper); ``'all'`` also the biases of
+            the attention output projection, the second MLP layer, the LayerNorms and the final
+            norm; or a tuple of part names out of :data:`BIAS_PARTS` (``'kv'`` is
+            ``('k_bias', 'v_bias')``; the authors' rows are
+            :func:`~.bias_tuning.authors_bias_parts`). Defaults to None (none).
         learnable_cls_token (bool): Whether the CLS token trains. Defaults to False.
         with_cp (bool): Activation checkpointing of the blocks in training. Defaults to False.
         frozen_drop_path_rate (float): Drop-path (stochastic depth) on the residual branches of
@@ -50,7 +66,8 @@ class PromptOptions:
     num_guided_prompts: Optional[int] = None
     prompt_dropout: float = 0.0
     prompt_init: str = 'uniform'
-    bias_tune: Optional[str] = None
+    prompt_init_scale: float = 1.0
+    bias_tune: Union[None, str, Sequence[str]] = None
     learnable_cls_token: bool = False
     with_cp: bool = False
     frozen_drop_path_rate: float = 0.0
@@ -66,9 +83,13 @@ class PromptOptions:
         if self.prompt_init not in PROMPT_INITS:
             raise ValueError(
                 f'prompt_init must be one of {PROMPT_INITS}, got {self.prompt_init!r}')
-        if self.bias_tune not in BIAS_TUNE_MODES:
-            raise ValueError(
-                f'bias_tune must be one of {BIAS_TUNE_MODES}, got {self.bias_tune!r}')
+        if isinstance(self.prompt_init_scale, bool) or \
+                not isinstance(self.prompt_init_scale, (int, float)) or \
+                not math.isfinite(self.prompt_init_scale) or self.prompt_init_scale <= 0:
+            raise ValueError('prompt_init_scale must be a positive finite number, got '
+                             f'{self.prompt_init_scale!r}')
+        self.prompt_init_scale = float(self.prompt_init_scale)
+        self.bias_tune = self._check_bias_tune(self.bias_tune)
         if not 0.0 <= self.prompt_dropout < 1.0:
             raise ValueError(f'prompt_dropout must be in [0, 1), got {self.prompt_dropout}')
         if not 0.0 <= self.frozen_drop_path_rate < 1.0:
@@ -76,6 +97,55 @@ class PromptOptions:
                              f'{self.frozen_drop_path_rate}')
         if isinstance(self.guided_layers, int):
             self.guided_layers = (self.guided_layers, )
+
+    @staticmethod
+    def _check_bias_tune(value: Any) -> Union[None, str, Tuple[str, ...]]:
+        if isinstance(value, str) or value is None:
+            if value not in BIAS_TUNE_MODES:
+                raise ValueError(f'bias_tune must be one of {BIAS_TUNE_MODES} or a tuple of '
+                                 f'parts out of {BIAS_PARTS}, got {value!r}')
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f'bias_tune must be one of {BIAS_TUNE_MODES} or a tuple of parts '
+                             f'out of {BIAS_PARTS}, got {value!r}')
+        unknown = [part for part in value if part not in BIAS_PARTS]
+        if unknown:
+            raise ValueError(f'bias_tune names unknown parts {unknown}; the parts are '
+                             f'{BIAS_PARTS}')
+        if len(set(value)) != len(value):
+            raise ValueError(f'bias_tune {tuple(value)} names a part twice')
+        if not value:
+            return None
+        return tuple(value)
+
+    @property
+    def bias_parts(self) -> Tuple[str, ...]:
+        """The parts of :data:`BIAS_PARTS` that ``bias_tune`` releases, in that order.
+
+        ``'all'`` gives its block parts (the K/V, attention-output, second-MLP and LayerNorm
+        biases) and the final norm's bias; the host may add biases of its own norms to it.
+        """
+        if self.bias_tune is None:
+            return ()
+        if self.bias_tune == 'kv':
+            return ('k_bias', 'v_bias')
+        if self.bias_tune == 'all':
+            return ('k_bias', 'v_bias', 'attn_out_bias', 'fc2_bias', 'norm1_bias', 'norm2_bias',
+                    'final_norm_bias')
+        return tuple(part for part in BIAS_PARTS if part in self.bias_tune)
+
+    def prompt_counts(self, num_layers: int) -> Tuple[int, ...]:
+        """Prompts of each layer of a ViT of ``num_layers`` blocks.
+
+        Args:
+            num_layers (int): The depth of the host ViT.
+
+        Returns:
+            tuple[int]: ``num_guided_prompts`` in the guided layers, ``num_prompts`` elsewhere.
+        """
+        guided = self.resolve_guided_layers(num_layers)
+        return tuple(self.num_guided_prompts if i in guided else self.num_prompts
+                     for i in range(num_layers))
 
     @classmethod
     def pop_from(cls, kwargs: Dict[str, Any]) -> 'PromptOptions':

@@ -30,13 +30,24 @@ from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, base_weights_from_ini
 from mmda_vpt.utils.params import (check_trainable_fit, count_params, log_trainable_params,
                                    trainable_state_dict)
 from .attention_recorder import AttentionRecorder
-from .bias_tuning import kv_rows, tuned_qkv_bias
+from .bias_tuning import qkv_row_indices, qkv_rows, tuned_qkv_bias, tuned_qkv_name
 from .block_parts import BlockParts
-from .prompt_options import PromptOptions
+from .prompt_options import QKV_BIAS_PARTS, PromptOptions
 from .prompts import DeepPrompts
 from .taps import LayerTaps, PromptTaps
 
 __all__ = ['PromptedViTMixin', 'PromptTaps', 'BlockParts']
+
+#: Where each block part lives in :class:`BlockParts`: (field, tensor attribute).
+_BLOCK_PART_TENSORS = {
+    'attn_out_bias': ('proj_bias_owner', 'bias'),
+    'fc1_bias': ('fc1', 'bias'),
+    'fc2_bias': ('fc2', 'bias'),
+    'norm1_weight': ('norm1', 'weight'),
+    'norm1_bias': ('norm1', 'bias'),
+    'norm2_weight': ('norm2', 'weight'),
+    'norm2_bias': ('norm2', 'bias'),
+}
 
 
 class PromptedViTMixin:
@@ -48,8 +59,9 @@ class PromptedViTMixin:
     :meth:`forward_blocks`.
     """
 
-    #: Names of the host's modules and parameters that stay trainable when asked to.
     num_prefix_tokens: int = 1
+    #: The bias parts that the host gives (:meth:`_host_part_tensors`), not the blocks.
+    _host_part_tensors_names = ('patch_embed_bias', 'final_norm_weight', 'final_norm_bias')
 
     # ------------------------------------------------------------------ construction
     def _init_prompts(self, num_layers: int, embed_dims: int, patch_size: Tuple[int, int],
@@ -70,7 +82,9 @@ class PromptedViTMixin:
         self.num_guided_prompts = options.num_guided_prompts
         self.guided_layers = guided_layers
         self.prompt_init = options.prompt_init
+        self.prompt_init_scale = options.prompt_init_scale
         self.bias_tune = options.bias_tune
+        self.bias_parts = options.bias_parts
         self.learnable_cls_token = options.learnable_cls_token
         self.with_cp = options.with_cp
         # Stochastic depth of the frozen blocks, rising linearly over the depth (as timm's).
@@ -81,23 +95,35 @@ class PromptedViTMixin:
         self.taps: Optional[PromptTaps] = None
         self.attention_recorder = AttentionRecorder()
 
-        counts = [options.num_guided_prompts if i in guided_layers else options.num_prompts
-                  for i in range(num_layers)]
-        self.prompts = DeepPrompts(counts, embed_dims, patch_size, num_prefix_tokens,
-                                   init=options.prompt_init, dropout=options.prompt_dropout)
+        self.prompts = DeepPrompts(options.prompt_counts(num_layers), embed_dims, patch_size,
+                                   num_prefix_tokens, init=options.prompt_init,
+                                   dropout=options.prompt_dropout,
+                                   init_scale=options.prompt_init_scale,
+                                   guided_layers=guided_layers)
         self._init_base_weights()
 
         all_parts = self._all_parts()
         param_names = {id(p): n for n, p in self.named_parameters()}
-        if options.bias_tune is not None:
+        # The tuned rows of the fused qkv bias: a parameter of their own (``kv_bias`` ...).
+        self.tuned_qkv_rows = qkv_row_indices(self.bias_parts)
+        self.tuned_qkv_name = tuned_qkv_name(self.tuned_qkv_rows) if self.tuned_qkv_rows \
+            else None
+        if self.tuned_qkv_rows:
             if any(parts.qkv_bias is None for parts in all_parts):
-                raise ValueError('bias_tune needs attention with qkv biases (qkv_bias=True)')
+                raise ValueError(f'bias_tune={self.bias_tune!r} needs attention with qkv biases '
+                                 '(qkv_bias=True)')
             self._qkv_bias_names = [param_names[id(p.qkv_bias)] for p in all_parts]
-            self.kv_bias = nn.Parameter(kv_rows([p.qkv_bias.detach() for p in all_parts]))
+            self.register_parameter(self.tuned_qkv_name, nn.Parameter(
+                qkv_rows([p.qkv_bias.detach() for p in all_parts], self.tuned_qkv_rows)))
             self._register_load_state_dict_pre_hook(self._fill_kv_bias)
         else:
             self.kv_bias = None
         self._freeze_pretrained()
+
+    @property
+    def tuned_qkv_param(self) -> Optional[nn.Parameter]:
+        """The tuned rows of the fused qkv biases (layers, rows, D), or None."""
+        return getattr(self, self.tuned_qkv_name) if self.tuned_qkv_name else None
 
     @property
     def prompt_counts(self) -> Tuple[int, ...]:
@@ -126,8 +152,29 @@ class PromptedViTMixin:
         return [self._block_parts(layer) for layer in self.layers]
 
     def _host_trainable_extras(self) -> List[nn.Parameter]:
-        """Pre-trained parameters that ``bias_tune='all'`` unfreezes besides the block biases."""
+        """Biases of host norms that ``bias_tune='all'`` also unfreezes (not a bias part)."""
         return []
+
+    def _host_part_tensors(self) -> Dict[str, Optional[torch.Tensor]]:
+        """The host's ``patch_embed_bias``, ``final_norm_weight`` and ``final_norm_bias``."""
+        return {}
+
+    def bias_part_tensors(self, part: str) -> List[torch.Tensor]:
+        """The pre-trained tensors of one bias part (not Q/K/V: see :attr:`tuned_qkv_param`).
+
+        Args:
+            part (str): A name out of :data:`~.prompt_options.BIAS_PARTS`.
+
+        Returns:
+            list[Tensor]: One per layer for block parts, one for host parts; empty where the
+            host lacks the part (no final norm, a bias-free layer).
+        """
+        if part in self._host_part_tensors_names:
+            tensor = self._host_part_tensors().get(part)
+            return [] if tensor is None else [tensor]
+        field, attr = _BLOCK_PART_TENSORS[part]
+        tensors = [getattr(getattr(parts, field), attr, None) for parts in self._all_parts()]
+        return [tensor for tensor in tensors if tensor is not None]
 
     # ------------------------------------------------------------------ freezing
     def trainable_names(self) -> List[str]:
@@ -139,14 +186,20 @@ class PromptedViTMixin:
             param.requires_grad = False
         for prompt in self.prompts.values():
             prompt.requires_grad = True
-        if self.kv_bias is not None:
-            self.kv_bias.requires_grad = True
-        if self.bias_tune == 'all':
-            for parts in self._all_parts():
-                tuned = [parts.proj_bias_owner, parts.fc2, parts.norm1, parts.norm2]
-                for module in tuned:
-                    if module is not None and getattr(module, 'bias', None) is not None:
-                        module.bias.requires_grad = True
+        if self.tuned_qkv_param is not None:
+            self.tuned_qkv_param.requires_grad = True
+        legacy_all = self.bias_tune == 'all'  # releases what the host has, never fails
+        for part in self.bias_parts:
+            if part in QKV_BIAS_PARTS:  # rows of tuned_qkv_param
+                continue
+            tensors = self.bias_part_tensors(part)
+            if not tensors and not legacy_all:
+                raise ValueError(f'bias_tune part {part!r}: {type(self).__name__} has no such '
+                                 'tensor (e.g. final_norm=False, or a patch embedding or '
+                                 'layers without biases)')
+            for tensor in tensors:
+                tensor.requires_grad = True
+        if legacy_all:
             for param in self._host_trainable_extras():
                 param.requires_grad = True
         if self.learnable_cls_token:
@@ -222,19 +275,21 @@ class PromptedViTMixin:
             state_dict[prefix + key] = own[key].detach()
 
     def _fill_kv_bias(self, state_dict, prefix, *args, **kwargs) -> None:
-        """Take the tuned K/V biases from a host checkpoint's fused qkv biases when absent."""
-        key = prefix + 'kv_bias'
+        """Take the tuned Q/K/V biases from a host checkpoint's fused qkv biases when absent."""
+        key = prefix + self.tuned_qkv_name
         if key in state_dict:
             return
         biases = [state_dict.get(prefix + name) for name in self._qkv_bias_names]
         if any(bias is None for bias in biases):
             return
-        state_dict[key] = kv_rows(biases)
+        state_dict[key] = qkv_rows(biases, self.tuned_qkv_rows)
 
     def _sync_kv_bias(self) -> None:
-        if self.kv_bias is not None:
+        """Copy the fused qkv biases' rows into the tuned parameter (after the host's init)."""
+        if self.tuned_qkv_param is not None:
             with torch.no_grad():
-                self.kv_bias.copy_(kv_rows([p.qkv_bias for p in self._all_parts()]))
+                self.tuned_qkv_param.copy_(qkv_rows([p.qkv_bias for p in self._all_parts()],
+                                                   self.tuned_qkv_rows))
 
     def init_weights(self) -> None:
         """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` strictly.
@@ -287,8 +342,8 @@ class PromptedViTMixin:
     def new_param_names(self) -> List[str]:
         """Parameters that DA-VPT adds; a host checkpoint does not hold them."""
         names = [f'prompts.{i}' for i in self.prompts.keys()]
-        if self.kv_bias is not None:
-            names.append('kv_bias')
+        if self.tuned_qkv_name is not None:
+            names.append(self.tuned_qkv_name)
         return names
 
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
@@ -344,12 +399,13 @@ class PromptedViTMixin:
 
     # ------------------------------------------------------------------ forward
     def _qkv_bias(self, index: int, parts: BlockParts) -> Optional[torch.Tensor]:
-        kv_bias = None if self.kv_bias is None else self.kv_bias[index]
-        return tuned_qkv_bias(parts.qkv_bias, kv_bias)
+        tuned = self.tuned_qkv_param
+        return tuned_qkv_bias(parts.qkv_bias, None if tuned is None else tuned[index],
+                              self.tuned_qkv_rows)
 
     def _block(self, index: int, x: torch.Tensor, guided: bool,
                want_maps: bool) -> Tuple[torch.Tensor, Optional[LayerTaps]]:
-        """One frozen block on ``x`` (B, T, D); returns the output and the taps of a guided layer."""
+        """One frozen block on ``x`` (B, T, D); returns the output and a guided layer's taps."""
         parts = self._block_parts(self.layers[index])
         batch, tokens, dim = x.shape
         heads = parts.num_heads
@@ -385,7 +441,8 @@ class PromptedViTMixin:
 
     def forward_blocks(self, x: torch.Tensor, patch_resolution: Tuple[int, int],
                        final_norm: Optional[nn.Module],
-                       out_indices: Sequence[int]) -> List[torch.Tensor]:
+                       out_indices: Sequence[int],
+                       strip_prompts: bool = True) -> List[torch.Tensor]:
         """Run all blocks with deep prompts.
 
         Args:
@@ -394,9 +451,12 @@ class PromptedViTMixin:
             final_norm (nn.Module, optional): Norm applied after the last block, or None.
             out_indices (Sequence[int]): Layers whose outputs (prompts stripped, final norm
                 applied after the last layer) are returned.
+            strip_prompts (bool): Whether the returned outputs lose the layer's prompts.
+                Defaults to True.
 
         Returns:
-            list[Tensor]: ``[prefix, patches]`` tokens (B, P + N, D) for each of ``out_indices``.
+            list[Tensor]: ``[prefix, patches]`` tokens (B, P + N, D) for each of ``out_indices``
+            (``[prefix, prompts, patches]`` without ``strip_prompts``).
         """
         record = (self.training or self._force_taps) and self.record_taps
         taps = PromptTaps(guided_layers=self.guided_layers,
@@ -417,7 +477,7 @@ class PromptedViTMixin:
             if i == last and final_norm is not None:
                 x = final_norm(x)
             if i in out_indices:
-                outs.append(self.prompts.strip(x, i))
+                outs.append(self.prompts.strip(x, i) if strip_prompts else x)
         if record:
             taps.set_final(self.prompts.strip(x, last), self.num_prefix_tokens)
         self.taps = taps

@@ -5,7 +5,7 @@ the previous layer's prompts with its own, as in VPT-Deep.
 """
 import math
 from contextlib import contextmanager
-from typing import Iterator, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,8 +25,19 @@ class DeepPrompts(nn.ParameterDict):
         embed_dims (int): Token width.
         patch_size (tuple[int, int]): The patch embedding's kernel size (for VPT's init bound).
         num_prefix_tokens (int): Tokens before the prompts (the CLS token).
-        init (str): ``'uniform'`` or ``'xavier'``. Defaults to ``'uniform'``.
+        init (str): ``'uniform'`` (VPT's), ``'xavier'`` (per layer) or ``'xavier_stacked'``
+            (the authors': per stack of layers, see ``guided_layers``). Defaults to
+            ``'uniform'``.
         dropout (float): Dropout on the prompts in training. Defaults to 0.0.
+        init_scale (float): Factor on the initialized prompts. Defaults to 1.0.
+        guided_layers (Sequence[int]): For ``'xavier_stacked'``: the prompts of these layers
+            are initialized as one (layers, length, dim) tensor, those of the other layers as
+            another (the authors' ``proxy_prompt_tokens`` and ``other_prompt_tokens``).
+            Defaults to ``()``.
+
+    Attributes:
+        bounds (dict[int, float]): Each layer's initialization bound: its prompts are drawn
+            from U(-bound, bound) (scale included).
     """
 
     def __init__(self,
@@ -35,26 +46,69 @@ class DeepPrompts(nn.ParameterDict):
                  patch_size: Tuple[int, int],
                  num_prefix_tokens: int,
                  init: str = 'uniform',
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0,
+                 init_scale: float = 1.0,
+                 guided_layers: Sequence[int] = ()) -> None:
         super().__init__()
         self.counts = tuple(counts)
         self.num_prefix_tokens = num_prefix_tokens
         self.init = init
+        self.init_scale = float(init_scale)
         for i, count in enumerate(self.counts):
             if count > 0:
                 self[str(i)] = nn.Parameter(torch.zeros(count, embed_dims))
         self.dropout = nn.Dropout(dropout)
         patch_area = patch_size[0] * patch_size[1]
+        #: VPT's bound (``'uniform'``), before the scale.
         self.bound = math.sqrt(6.0 / float(3 * patch_area + embed_dims))
+        guided = set(guided_layers)
+        self.init_groups: Tuple[Tuple[int, ...], ...] = tuple(
+            group for group in (tuple(i for i in range(len(self.counts)) if i in guided),
+                                tuple(i for i in range(len(self.counts)) if i not in guided))
+            if group)
+        self.bounds = self._bounds(embed_dims)
         self.reset()
 
-    def reset(self) -> None:
-        """(Re-)initialize the prompts as VPT does."""
-        for prompt in self.values():
+    def _stacks(self) -> List[Tuple[int, ...]]:
+        """Layers initialized together: one stack per group with prompts, or one per layer."""
+        layers = [i for i in range(len(self.counts)) if str(i) in self]
+        if self.init != 'xavier_stacked':
+            return [(i, ) for i in layers]
+        return [tuple(i for i in group if str(i) in self) for group in self.init_groups
+                if any(str(i) in self for i in group)]
+
+    def _bounds(self, dim: int) -> Dict[int, float]:
+        bounds = {}
+        for stack in self._stacks():
+            length = self[str(stack[0])].shape[0]
             if self.init == 'uniform':
-                nn.init.uniform_(prompt, -self.bound, self.bound)
-            else:
-                nn.init.xavier_uniform_(prompt)
+                bound = self.bound
+            elif self.init == 'xavier':  # fan_in = dim, fan_out = length
+                bound = math.sqrt(6.0 / float(length + dim))
+            else:  # (layers, length, dim): fan_in = length * dim, fan_out = layers * dim
+                bound = math.sqrt(6.0 / float((length + len(stack)) * dim))
+            bounds.update({i: bound * self.init_scale for i in stack})
+        return bounds
+
+    def reset(self) -> None:
+        """(Re-)initialize the prompts: U(-bound, bound) for each layer's ``bounds``."""
+        for stack in self._stacks():
+            prompts = [self[str(i)] for i in stack]
+            with torch.no_grad():
+                if self.init == 'uniform':
+                    for prompt in prompts:
+                        nn.init.uniform_(prompt, -self.bound, self.bound)
+                elif self.init == 'xavier':
+                    nn.init.xavier_uniform_(prompts[0])
+                else:
+                    first = prompts[0]
+                    stacked = first.new_empty(len(prompts), *first.shape)
+                    nn.init.xavier_uniform_(stacked)
+                    for prompt, values in zip(prompts, stacked):
+                        prompt.copy_(values)
+                if self.init_scale != 1.0:
+                    for prompt in prompts:
+                        prompt.mul_(self.init_scale)
 
     def insert(self, x: torch.Tensor, index: int, replace: bool) -> torch.Tensor:
         """Put layer ``index``'s prompts after the prefix tokens of ``x``.
