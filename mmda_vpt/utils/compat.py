@@ -408,3 +408,4 @@ def apply_compat_patches() -> None:
     _patch_package_lookups()
     _patch_dist_launchers()
     _patch_ddp_device_ids()
+    importlib.import_module(f'{__package__}.checkpoint_errors').install_checkpoint_errors()
