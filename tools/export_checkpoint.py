@@ -4,9 +4,10 @@ A checkpoint of ``TrainableCheckpointHook`` holds only the trained parameters an
 base pre-trained checkpoint; a full one also holds the optimizer and runtime state. The exported
 file holds every weight of the model and the checkpoint's ``meta`` (``dataset_meta``: the class
 names the inferencers show), so a model built from CONFIG loads it strictly with no
-``init_cfg`` and no other file. Before writing, the tool checks both on a random input: the
-exported weights, loaded strictly into a model built without ``init_cfg``, predict exactly what
-the model loaded from CHECKPOINT predicts.
+``init_cfg`` and no other file (no ``_base_weights`` entry: the export names no base file).
+Before writing, the tool checks both on random images of the model's channels and size, passed
+through its data preprocessor: the exported weights, loaded strictly into a model built without
+``init_cfg``, predict exactly what the model loaded from CHECKPOINT predicts.
 
 Examples::
 
@@ -34,7 +35,9 @@ from train import library_of, register_library  # noqa: E402
 from mmda_vpt.engine.hooks.trainable_checkpoint_hook import TRAINABLE_ONLY_KEY  # noqa: E402
 from mmda_vpt.utils.base_weights import is_base_weights_key, strip_base_weights  # noqa: E402
 
-__all__ = ['build_model', 'export_checkpoint', 'main', 'parse_args', 'without_init_cfg']
+__all__ = [
+    'build_model', 'check_inputs', 'export_checkpoint', 'main', 'parse_args', 'without_init_cfg'
+]
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -92,12 +95,48 @@ def build_model(cfg: Config, init_cfg: bool = True) -> nn.Module:
     return revert_sync_batchnorm(model).eval()
 
 
-def _input_shape(model: nn.Module) -> Tuple[int, int]:
-    """(H, W) the backbone was built for, for the check forward."""
-    size = getattr(getattr(model.backbone, 'patch_embed', None), 'init_input_size', None)
+def _input_size(backbone: nn.Module) -> Tuple[int, int]:
+    """(H, W) the backbone was built for: mmpretrain's ``patch_embed.init_input_size``, mmseg's
+    ``img_size``; 224 x 224 when it names none."""
+    size = getattr(getattr(backbone, 'patch_embed', None), 'init_input_size', None)
+    if size is None:
+        size = getattr(backbone, 'img_size', None)
     if size is None:
         return 224, 224
-    return (size, size) if isinstance(size, int) else tuple(size)
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _input_channels(model: nn.Module) -> int:
+    """The channels of the images the model takes: its backbone's first convolution's input,
+    else its data preprocessor's mean, else 3."""
+    for module in model.backbone.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    mean = getattr(model.data_preprocessor, 'mean', None)
+    if isinstance(mean, torch.Tensor) and mean.dim() == 3:
+        return mean.shape[0]
+    return 3
+
+
+def check_inputs(model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A random batch for the check forward, as the model's data preprocessor hands it on.
+
+    Images of the backbone's channels and size with values in [0, 255], through
+    ``model.data_preprocessor`` (normalization, channel order, padding) in test mode.
+
+    Args:
+        model (nn.Module): An mmpretrain classifier or an mmseg segmentor.
+        batch (int): Number of images. Defaults to 2.
+        seed (int): Seed of the random images. Defaults to 0.
+
+    Returns:
+        Tensor: (batch, C, H, W) inputs for ``model(inputs, mode='tensor')``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    channels, (height, width) = _input_channels(model), _input_size(model.backbone)
+    images = [torch.randint(0, 256, (channels, height, width), generator=generator,
+                            dtype=torch.uint8) for _ in range(batch)]
+    return model.data_preprocessor(dict(inputs=images), False)['inputs']
 
 
 @torch.no_grad()
@@ -128,7 +167,7 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
     state = loaded.get('state_dict', loaded)
     model = build_model(cfg)
     if not any(is_base_weights_key(k) for k in state) and \
-            set(model.state_dict()) - set(state):
+            {k for k in model.state_dict() if not is_base_weights_key(k)} - set(state):
         # A trainable-only checkpoint written before the checkpoints named their base
         # weights: those of the config's init_cfg.
         model.init_weights()
@@ -142,8 +181,7 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
 
     fresh = build_model(cfg, init_cfg=False)
     _load_checkpoint_to_model(fresh, copy.deepcopy(exported), strict=True)
-    torch.manual_seed(0)
-    inputs = torch.rand(2, 3, *_input_shape(model)) * 255
+    inputs = check_inputs(model)
     if not torch.equal(_predict(model, inputs), _predict(fresh, inputs)):
         raise RuntimeError(f'the weights exported from {checkpoint} do not predict what the '
                            'checkpoint predicts; nothing was written')

@@ -409,3 +409,4 @@ def apply_compat_patches() -> None:
     _patch_dist_launchers()
     _patch_ddp_device_ids()
     importlib.import_module('.amp_fallback', __package__).patch_amp_optim_wrapper()
+    importlib.import_module(f'{__package__}.checkpoint_errors').install_checkpoint_errors()

@@ -35,7 +35,8 @@ from mmengine.logging import print_log
 __all__ = [
     'SRC_FORMATS', 'DST_FORMATS', 'ConversionReport', 'load_source_checkpoint',
     'npz_to_timm', 'torch_source_to_timm', 'timm_to_host', 'convert_vit_weights',
-    'convert_vit_checkpoint', 'save_converted_checkpoint'
+    'convert_vit_checkpoint', 'save_converted_checkpoint', 'KNOWN_CONVERSIONS',
+    'converter_command'
 ]
 
 SRC_FORMATS = ('npz', 'timm', 'safetensors', 'mae', 'mocov3')
@@ -47,6 +48,15 @@ _MAE_DROP_PREFIXES = ('decoder_', 'mask_token')
 _MOCO_PREFIXES = ('module.base_encoder.', 'base_encoder.')
 _MOCO_DROP_PREFIXES = ('module.momentum_encoder.', 'momentum_encoder.', 'module.predictor.',
                        'predictor.')
+
+#: The converted files the README and the configs name -> (downloaded source, --src-format).
+KNOWN_CONVERSIONS: Dict[str, Tuple[str, str]] = {
+    'vit-b16_in21k.pth': ('imagenet21k_ViT-B_16.npz', 'npz'),
+    'vit-b16_mae.pth': ('mae_pretrain_vit_base.pth', 'mae'),
+    'vit-b16_mocov3.pth': ('vit-b-300ep.pth.tar', 'mocov3'),
+    'vit-l16_in21k_mmseg.pth': ('ViT-L_16.npz', 'npz'),
+}
+CONVERTER = 'tools/model_converters/convert_vit.py'
 
 _BLOCK_PARAMS = ('norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.proj.weight',
                  'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight',
@@ -578,3 +588,25 @@ def save_converted_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str,
     directory = osp.dirname(osp.abspath(path))
     mmengine.mkdir_or_exist(directory)
     torch.save({'state_dict': OrderedDict(state_dict), 'meta': meta}, path)
+
+
+def converter_command(path: str, dst: str, drop_final_norm: bool = False) -> str:
+    """The command of ``tools/model_converters/convert_vit.py`` that writes ``path``.
+
+    For the file names of :data:`KNOWN_CONVERSIONS` the downloaded source and its format are
+    filled in; otherwise they are placeholders.
+
+    Args:
+        path: The converted file a config names (``init_cfg.checkpoint``).
+        dst: The host, one of :data:`DST_FORMATS`.
+        drop_final_norm: The backbone is built with ``final_norm=False``. Defaults to False.
+
+    Returns:
+        str: ``python tools/model_converters/convert_vit.py SRC PATH --src-format ... --dst ...``.
+    """
+    if dst not in DST_FORMATS:
+        raise ValueError(f'dst must be one of {DST_FORMATS}, got {dst!r}')
+    src, src_format = KNOWN_CONVERSIONS.get(
+        osp.basename(path), ('DOWNLOADED_CHECKPOINT', '{' + ','.join(SRC_FORMATS) + '}'))
+    return (f'python {CONVERTER} {src} {path} --src-format {src_format} --dst {dst}'
+            + (' --drop-final-norm' if drop_final_norm else ''))

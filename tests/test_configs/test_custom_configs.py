@@ -411,8 +411,8 @@ class TestTrainableCheckpoints(TestCase):
         message = str(caught.exception)
         self.assertNotIn('\n', message)
         self.assertRegex(message, rf"^the base weights '{run.base}' of this DA-VPT checkpoint")
-        self.assertIn(f'looked at: {run.base}, {osp.join(beside, "base.pth")} '
-                      f'({PRETRAINED_DIR_ENV} is not set', message)
+        self.assertIn(f'looked at: {run.base} (no file), {osp.join(beside, "base.pth")} '
+                      f'(no file) ({PRETRAINED_DIR_ENV} is not set', message)
 
     def test_checkpoint_of_another_model(self):
         run = _RUNS['cls']

@@ -1,22 +1,36 @@
 """Unit tests of mmda_vpt.utils.base_weights and of the backbone's base-weights entry."""
+import logging
 import os
 import os.path as osp
 import tempfile
+from collections import OrderedDict
 from unittest import TestCase, mock
 
 import torch
+from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, PRETRAINED_DIR_ENV,
-                                         base_weights_candidates, decode_base_weights,
-                                         encode_base_weights, install_checkpoint_loader,
-                                         resolve_base_weights)
+from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAINED_DIR_ENV,
+                                         BaseWeightsMismatchError, base_weights_candidates,
+                                         decode_base_weights, encode_base_weights,
+                                         install_checkpoint_loader, resolve_base_weights,
+                                         weights_fingerprint)
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+
+
+def _host_weights(seed: int) -> 'OrderedDict[str, torch.Tensor]':
+    """A tiny host ViT's weights (non-trivial norms and biases) drawn with ``seed``."""
+    torch.manual_seed(seed)
+    vit = VisionTransformer(arch=ARCH, img_size=16, patch_size=8)
+    with torch.no_grad():
+        for param in vit.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    return vit.state_dict()
 
 
 def _backbone(**kwargs):
@@ -70,8 +84,9 @@ class TestBaseWeights(TestCase):
             self.assertNotIn(BASE_WEIGHTS_KEY, _backbone().state_dict())
             model.init_weights()
             state = model.state_dict()
+            fingerprint = weights_fingerprint(torch.load(base))
             self.assertEqual(decode_base_weights(state[BASE_WEIGHTS_KEY]),
-                             dict(path=base, prefix=None))
+                             dict(path=base, prefix=None, fingerprint=fingerprint))
             full = osp.join(tmp, 'full.pth')
             torch.save(dict(state_dict=state), full)
             os.remove(base)
@@ -85,3 +100,122 @@ class TestBaseWeights(TestCase):
             # A plain host state dict still loads strictly with num_prompts=0.
             host = VisionTransformer(arch=ARCH, img_size=16, patch_size=8)
             _backbone(num_prompts=0, guided_layers=()).load_state_dict(host.state_dict())
+
+
+class TestBaseWeightsFingerprint(TestCase):
+    """A trainable-only state dict takes the first base file whose weights it was trained on."""
+
+    def setUp(self):
+        env = {k: v for k, v in os.environ.items() if k != PRETRAINED_DIR_ENV}
+        patcher = mock.patch.dict(os.environ, env, clear=True)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self._tmp = tempfile.TemporaryDirectory()
+        self.tmp = self._tmp.name
+        self.base = osp.join(self.tmp, 'base.pth')
+        torch.save(_host_weights(seed=1), self.base)
+        self.trained = _backbone(init_cfg=dict(type='Pretrained', checkpoint=self.base))
+        self.trained.init_weights()
+        with torch.no_grad():
+            for name in self.trained.trainable_names():
+                self.trained.get_parameter(name).normal_()
+        # What TrainableCheckpointHook keeps of the backbone: the trained part and the entry.
+        names = set(self.trained.trainable_names()) | {BASE_WEIGHTS_KEY}
+        self.state = {k: v for k, v in self.trained.state_dict().items() if k in names}
+        self.folder = osp.join(self.tmp, 'run')
+        os.makedirs(self.folder)
+        self.checkpoint = osp.join(self.folder, 'epoch_1.pth')
+        torch.save(dict(state_dict=self.state), self.checkpoint)
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def _assert_weights_of(self, model, reference):
+        for name, value in reference.state_dict().items():
+            if name != BASE_WEIGHTS_KEY:
+                assert torch.equal(model.state_dict()[name], value), name
+
+    def test_fingerprint_of_content(self):
+        weights = _host_weights(seed=1)
+        fingerprint = weights_fingerprint(weights)
+        self.assertRegex(fingerprint, r'^blake2b-128:[0-9a-f]{32}$')
+        self.assertEqual(weights_fingerprint(OrderedDict(reversed(list(weights.items())))),
+                         fingerprint)
+        self.assertEqual(weights_fingerprint({k: v.clone() for k, v in weights.items()}),
+                         fingerprint)
+        self.assertNotEqual(weights_fingerprint(_host_weights(seed=2)), fingerprint)
+        changed = dict(weights)
+        changed['ln1.bias'] = changed['ln1.bias'].clone()
+        changed['ln1.bias'][0] += 1e-6
+        self.assertNotEqual(weights_fingerprint(changed), fingerprint)
+        # The entry records the frozen weights the backbone holds: all of the base here.
+        self.assertEqual(decode_base_weights(self.state[BASE_WEIGHTS_KEY])[FINGERPRINT],
+                         fingerprint)
+
+    def test_reconverted_base_matches(self):
+        # The same tensors in another file layout (under 'state_dict', other key order, meta).
+        weights = torch.load(self.base)
+        torch.save(dict(state_dict=OrderedDict(reversed(list(weights.items()))),
+                        meta=dict(converted_by='again')), self.base)
+        model = _backbone()
+        load_checkpoint(model, self.checkpoint, map_location='cpu', strict=True)
+        self._assert_weights_of(model, self.trained)
+
+    def test_replaced_base_refused(self):
+        expected = weights_fingerprint(torch.load(self.base))
+        other = _host_weights(seed=2)  # the same shapes, another draw
+        torch.save(other, self.base)
+        with self.assertRaises(BaseWeightsMismatchError) as caught:
+            load_checkpoint(_backbone(), self.checkpoint, map_location='cpu')
+        message = str(caught.exception)
+        self.assertNotIn('\n', message)
+        self.assertIn(f'fingerprint of its base weights {expected}', message)
+        self.assertIn(f'{self.base} (other weights: {weights_fingerprint(other)})', message)
+        self.assertIn(f'{osp.join(self.folder, "base.pth")} (no file)', message)
+
+    def test_matching_base_in_the_second_place(self):
+        # The path as written holds other weights; the checkpoint's folder holds the right ones.
+        os.rename(self.base, osp.join(self.folder, 'base.pth'))
+        torch.save(_host_weights(seed=2), self.base)
+        model = _backbone()
+        load_checkpoint(model, self.checkpoint, map_location='cpu', strict=True)
+        self._assert_weights_of(model, self.trained)
+        # ... and a backbone that holds the right base already loads nothing more.
+        with mock.patch.object(type(model), '_load_pretrained') as loaded:
+            load_checkpoint(model, self.checkpoint, map_location='cpu', strict=True)
+        loaded.assert_not_called()
+
+    def test_entry_without_fingerprint_loads_with_one_warning(self):
+        pointer = decode_base_weights(self.state[BASE_WEIGHTS_KEY])
+        del pointer[FINGERPRINT]
+        self.state[BASE_WEIGHTS_KEY] = encode_base_weights(pointer)
+        torch.save(dict(state_dict=self.state), self.checkpoint)
+        model = _backbone()
+        logger = MMLogger.get_current_instance()
+        with self.assertLogs(logger, level=logging.WARNING) as logs:
+            load_checkpoint(model, self.checkpoint, map_location='cpu', strict=True)
+        self.assertEqual(len(logs.records), 1, logs.output)
+        self.assertIn('records no fingerprint of its base weights', logs.output[0])
+        self._assert_weights_of(model, self.trained)
+
+    def test_missing_pretrained_names_the_converter(self):
+        missing = osp.join(self.tmp, 'checkpoints', 'vit-b16_in21k.pth')
+        model = _backbone(init_cfg=dict(type='Pretrained', checkpoint=missing))
+        with self.assertRaises(FileNotFoundError) as caught:
+            model.init_weights()
+        self.assertEqual(
+            str(caught.exception),
+            f'pre-trained checkpoint {missing} of DAVPTViT (init_cfg) can not be found; it is '
+            'made by: python tools/model_converters/convert_vit.py imagenet21k_ViT-B_16.npz '
+            f'{missing} --src-format npz --dst mmpretrain (see README "Pre-trained checkpoints")')
+        # mmseg's host with final_norm=False (SETR): --dst mmseg --drop-final-norm.
+        from mmseg.registry import MODELS as SEG_MODELS
+        missing = 'checkpoints/vit-l16_in21k_mmseg.pth'
+        seg = SEG_MODELS.build(dict(
+            type='DAVPTViT', _scope_='mmseg', img_size=(16, 16), patch_size=8, embed_dims=32,
+            num_layers=2, num_heads=2, mlp_ratio=2, final_norm=False, num_prompts=2,
+            init_cfg=dict(type='Pretrained', checkpoint=missing)))
+        with self.assertRaisesRegex(
+                FileNotFoundError, r'made by: python tools/model_converters/convert_vit\.py '
+                rf'ViT-L_16\.npz {missing} --src-format npz --dst mmseg --drop-final-norm '):
+            seg.init_weights()

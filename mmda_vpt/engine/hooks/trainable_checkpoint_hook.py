@@ -73,11 +73,12 @@ class TrainableCheckpointHook(Hook):
 
     For ViT-B with 10 prompts per layer the model part of such a file is well under 2 MB
     besides the head. The backbone's ``_base_weights`` entry is kept: it names the pre-trained
-    checkpoint of ``init_cfg``, which every stock loader (``load_from``, ``--resume``,
-    ``tools/test.py``, the inferencers, ``load_checkpoint``) then loads under the trained part
-    (see :mod:`mmda_vpt.utils.base_weights`). A backbone built without ``init_cfg``
-    ``type='Pretrained'`` names none: a warning says so once, and its checkpoints load only over
-    a model that holds the same base weights already.
+    checkpoint of ``init_cfg`` and the fingerprint (content hash) of the frozen weights left
+    out, and every stock loader (``load_from``, ``--resume``, ``tools/test.py``, the
+    inferencers, ``load_checkpoint``) then loads the first file found whose weights have that
+    fingerprint under the trained part (see :mod:`mmda_vpt.utils.base_weights`). A backbone
+    built without ``init_cfg`` ``type='Pretrained'`` names none: a warning says so once, and its
+    checkpoints load only over a model that holds the same base weights already.
 
     Args:
         drop_optimizer (bool): Also drop the optimizer state (which holds moments only for the
