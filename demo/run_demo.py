@@ -26,6 +26,7 @@ Fashion-MNIST's test clothing), with the settings chosen on MNIST-5k.
 """
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -72,7 +73,14 @@ METHODS = [
     Method('davpt', 'DA-VPT', 'davpt_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
     Method('davpt_plus', 'DA-VPT+', 'davpt-plus_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py'),
 ]
-METHOD_BY_KEY = {m.key: m for m in METHODS}
+#: ``--recipe``: VPT-Deep and DA-VPT under the authors' training recipe (issue 22).
+RECIPE_METHODS = [
+    Method('vpt_deep_recipe', "VPT-Deep, authors' recipe",
+           'vpt-deep-authors-recipe_vit-demo-p4-fmnist_1xb24-10e_mnist5k-28.py'),
+    Method('davpt_recipe', "DA-VPT, authors' recipe",
+           'davpt-authors-recipe_vit-demo-p4-fmnist_1xb24-10e_mnist5k-28.py'),
+]
+METHOD_BY_KEY = {m.key: m for m in METHODS + RECIPE_METHODS}
 
 
 @dataclass
@@ -518,7 +526,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
 
 
 #: The paired comparisons of the report: (method, baseline).
-COMPARISONS = (('davpt', 'vpt_deep'), ('davpt_plus', 'vpt_deep'), ('davpt_plus', 'davpt'))
+COMPARISONS = (('davpt', 'vpt_deep'), ('davpt_plus', 'vpt_deep'), ('davpt_plus', 'davpt'),
+               ('davpt_recipe', 'vpt_deep_recipe'))
 
 
 def paired_rows(rows: List[dict]) -> List[dict]:
@@ -603,7 +612,7 @@ def map_report(transfer: dict, groups: Optional[Dict[str, range]] = None) -> dic
     """Classes per prompt after every map update of every DA-VPT / DA-VPT+ run; with
     ``groups``, also the prompts that mix classes of different groups."""
     report = {}
-    for key in ('davpt', 'davpt_plus'):
+    for key in ('davpt', 'davpt_plus', 'davpt_recipe'):
         for r in transfer['results'].get(key, []):
             if not r.guided_prompts:
                 continue
@@ -1000,6 +1009,49 @@ def run_ablations(args, size: Size, data_root: str, checkpoint: str) -> dict:
     return dict(seeds=seeds, rows=rows, table=table)
 
 
+# ------------------------------------------------------------------------------ --recipe
+#: ``--recipe``'s validation sweeps: the same number of trials (8) for both methods, as ``--tune``.
+RECIPE_SPACES = dict(
+    vpt_deep_recipe=dict(lr=[0.03, 0.1, 0.3, 1.0], weight_decay=[1e-4, 1e-2]),
+    davpt_recipe=dict(lr=[0.03, 0.1, 0.3, 1.0], beta_lam=[0.003, 0.03]),
+)
+#: ``--quick``'s sweeps (a smoke test of the measurement, not a result).
+QUICK_RECIPE_SPACES = dict(vpt_deep_recipe=dict(lr=[0.1]), davpt_recipe=dict(lr=[0.1]))
+
+
+def run_recipe(args, size: Size, data_root: str, checkpoint: str) -> dict:
+    """VPT-Deep and DA-VPT under the authors' recipe: each method's settings chosen on the
+    validation split (``--tune-seeds``), then both trained on ``--seeds`` and compared seed for
+    seed on the test split."""
+    spaces = QUICK_RECIPE_SPACES if args.quick else RECIPE_SPACES
+    say("the authors' recipe: settings chosen on the validation split with seeds "
+        f'{list(args.tune_seeds)} (the test split is not used), through tools/tune.py')
+    trials: List[dict] = []
+    methods = [dataclasses.replace(method, overrides=score_trials(
+        args, size, data_root, checkpoint, method.key, spaces[method.key], trials))
+               for method in RECIPE_METHODS]
+    say(f'best on the validation split: {dict((m.key, m.overrides) for m in methods)}')
+    transfer = run_transfer(args, size, data_root, checkpoint, methods=methods)
+    rows = summarize(transfer)
+    pairs = paired_rows(rows)
+    lines = verdict(rows, pairs)
+    table = table_markdown(rows) + '\n\n' + paired_markdown(pairs)
+    say(table)
+    for line in lines:
+        say(line)
+    maps = map_report(transfer)
+    result = dict(task=args.task, seeds=list(args.seeds), tune_seeds=list(args.tune_seeds),
+                  spaces=spaces, trials=trials,
+                  overrides={m.key: m.overrides for m in methods}, rows=rows, paired=pairs,
+                  verdict=lines, map_sizes=maps, torch_threads=torch.get_num_threads())
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'recipe.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    with open(osp.join(args.out, 'recipe.md'), 'w') as f:
+        f.write(table + '\n\n' + '\n'.join(lines) + '\n')
+    return result
+
+
 # ------------------------------------------------------------------------------ main
 def default_cache() -> str:
     root = os.environ.get('MMDA_VPT_CACHE', osp.join(osp.expanduser('~'), '.cache', 'mmda_vpt'))
@@ -1050,6 +1102,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='run the DA-VPT ablations (map, loss terms, beta, the guided '
                         "prompts' learning rate) on --seeds, paired with VPT-Deep: the named "
                         f'ones, all without a name ({", ".join(ABLATIONS)})')
+    parser.add_argument('--recipe', action='store_true',
+                        help="compare VPT-Deep and DA-VPT under the authors' training recipe "
+                        '(init, map, sampler, schedule, clipping), each tuned on the validation '
+                        'split (--tune-seeds), on --seeds paired')
     return parser.parse_args(argv)
 
 
@@ -1082,6 +1138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         return compare_searches(args, size, data_root, checkpoint)
     if args.ablations is not None:
         return run_ablations(args, size, data_root, checkpoint)
+    if args.recipe:
+        return run_recipe(args, size, data_root, checkpoint)
 
     transfer = run_transfer(args, size, data_root, checkpoint)
     rows = summarize(transfer)
