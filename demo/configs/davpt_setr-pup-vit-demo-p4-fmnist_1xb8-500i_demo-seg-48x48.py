@@ -8,9 +8,9 @@ _base_ = ['mmseg::_base_/models/setr_pup.py', 'mmseg::_base_/default_runtime.py'
 
 custom_imports = dict(imports=['mmda_vpt'], allow_failed_imports=False)
 
-# The pre-trained classifier's backbone under mmseg's key names (demo/run_demo.py writes it
-# with demo.data.pretrained_vit_to_mmseg).
-pretrained = '~/.cache/mmda_vpt/demo/vit-demo-p4_fashion-mnist_mmseg.pth'
+# The shipped pre-trained classifier's backbone under mmseg's key names (demo/run_demo.py writes
+# it with demo.data.pretrained_vit_to_mmseg on its first run, and passes the one it uses).
+pretrained = '~/.cache/mmda_vpt/demo/shipped/vit-demo-p4_fashion-mnist_mmseg.pth'
 
 crop_size = (48, 48)
 num_classes = 6

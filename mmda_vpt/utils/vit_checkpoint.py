@@ -431,7 +431,8 @@ def timm_to_host(state_dict: Mapping[str, torch.Tensor],
                  dst: str,
                  report: Optional[ConversionReport] = None,
                  origin: Optional[Mapping[str, str]] = None,
-                 drop_final_norm: bool = False) -> 'OrderedDict[str, torch.Tensor]':
+                 drop_final_norm: bool = False,
+                 drop_patch_bias: bool = False) -> 'OrderedDict[str, torch.Tensor]':
     """Rename a timm ``VisionTransformer`` backbone state dict for a host's ViT.
 
     Args:
@@ -441,12 +442,20 @@ def timm_to_host(state_dict: Mapping[str, torch.Tensor],
         origin: Source key(s) of each timm key, for the report. Defaults to None (the timm keys).
         drop_final_norm: Drop the final norm (``norm.*``), for a host built with
             ``final_norm=False`` such as mmseg's SETR configs. Defaults to False.
+        drop_patch_bias: Drop the patch-embedding bias (``patch_embed.proj.bias``), for a
+            host built without it: mmseg's ``VisionTransformer`` defaults to
+            ``patch_bias=False``, and mmseg's SETR configs (and the DA-VPT authors' SETR
+            backbone) keep that default and load non-strictly, so they run without the bias.
+            Defaults to False.
 
     Returns:
         OrderedDict: The state dict in the host's key layout.
     """
     if dst not in DST_FORMATS:
         raise ValueError(f'dst must be one of {DST_FORMATS}, got {dst!r}')
+    if drop_patch_bias and dst != 'mmseg':
+        raise ValueError("drop_patch_bias is for mmseg's VisionTransformer (patch_bias=False); "
+                         "mmpretrain's always has the patch-embedding bias")
     if report is None:
         report = ConversionReport('timm', dst)
     origin = origin or {}
@@ -459,6 +468,10 @@ def timm_to_host(state_dict: Mapping[str, torch.Tensor],
         block = re.match(r'blocks\.(\d+)\.(.+)$', key)
         if drop_final_norm and key.startswith('norm.'):
             report.drop('final norm (drop_final_norm, for final_norm=False)',
+                        origin.get(key, key))
+            continue
+        if drop_patch_bias and key == 'patch_embed.proj.bias':
+            report.drop('patch-embedding bias (drop_patch_bias, for patch_bias=False)',
                         origin.get(key, key))
             continue
         if key in _PATCH_RULES:
@@ -496,7 +509,8 @@ def timm_to_host(state_dict: Mapping[str, torch.Tensor],
                              'with_cls_token=False there')
         if 'patch_embed.projection.bias' in out:
             report.notes.append("the patch embedding has a bias: set patch_bias=True in mmseg's "
-                                'backbone config (its default is False)')
+                                'backbone config (its default is False), or convert with '
+                                '--drop-patch-bias for patch_bias=False')
         report.notes.append("timm / Google ViTs use LayerNorm eps=1e-6: set norm_cfg=dict("
                             "type='LN', eps=1e-6) (mmseg's default eps is 1e-5)")
     if 'ln1.weight' in out:
@@ -514,7 +528,8 @@ def timm_to_host(state_dict: Mapping[str, torch.Tensor],
 def convert_vit_weights(checkpoint: Mapping[str, Any],
                         src_format: str,
                         dst: str,
-                        drop_final_norm: bool = False
+                        drop_final_norm: bool = False,
+                        drop_patch_bias: bool = False
                         ) -> Tuple['OrderedDict[str, torch.Tensor]', ConversionReport]:
     """Convert an already loaded checkpoint (see :func:`load_source_checkpoint`).
 
@@ -524,6 +539,7 @@ def convert_vit_weights(checkpoint: Mapping[str, Any],
         src_format: One of :data:`SRC_FORMATS`.
         dst: One of :data:`DST_FORMATS`.
         drop_final_norm: See :func:`timm_to_host`. Defaults to False.
+        drop_patch_bias: See :func:`timm_to_host`. Defaults to False.
 
     Returns:
         tuple: The host state dict and the :class:`ConversionReport`.
@@ -537,7 +553,7 @@ def convert_vit_weights(checkpoint: Mapping[str, Any],
         timm_sd, origin = npz_to_timm(checkpoint, report)
     else:
         timm_sd, origin = torch_source_to_timm(checkpoint, src_format, report)
-    return timm_to_host(timm_sd, dst, report, origin, drop_final_norm), report
+    return timm_to_host(timm_sd, dst, report, origin, drop_final_norm, drop_patch_bias), report
 
 
 def convert_vit_checkpoint(src: str,
@@ -545,7 +561,8 @@ def convert_vit_checkpoint(src: str,
                            dst: str,
                            log: bool = True,
                            allow_pickle: bool = False,
-                           drop_final_norm: bool = False
+                           drop_final_norm: bool = False,
+                           drop_patch_bias: bool = False
                            ) -> Tuple['OrderedDict[str, torch.Tensor]', ConversionReport]:
     """Load ``src`` and convert it to the ``dst`` host's ViT keys.
 
@@ -556,12 +573,14 @@ def convert_vit_checkpoint(src: str,
         log: Whether to log the mapping, the drops and the notes. Defaults to True.
         allow_pickle: See :func:`load_source_checkpoint`. Defaults to False.
         drop_final_norm: See :func:`timm_to_host`. Defaults to False.
+        drop_patch_bias: See :func:`timm_to_host`. Defaults to False.
 
     Returns:
         tuple: The host state dict and the :class:`ConversionReport`.
     """
     checkpoint = load_source_checkpoint(src, src_format, allow_pickle)
-    state_dict, report = convert_vit_weights(checkpoint, src_format, dst, drop_final_norm)
+    state_dict, report = convert_vit_weights(checkpoint, src_format, dst, drop_final_norm,
+                                             drop_patch_bias)
     if log:
         print_log(f'{src}:\n' + '\n'.join(report.summary()), logger='current')
     return state_dict, report

@@ -1,6 +1,7 @@
 """Checkpoint conversion (Google npz / timm / safetensors / MAE / MoCo v3) against timm."""
 import argparse
 import copy
+import os
 import os.path as osp
 import tempfile
 from typing import Dict, Optional
@@ -9,10 +10,13 @@ from unittest import TestCase
 import numpy as np
 import timm
 import torch
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 from safetensors.torch import save_file
+from timm.layers import resample_abs_pos_embed
+from timm.models import get_pretrained_cfg
 from timm.models.vision_transformer import _load_weights as timm_load_npz
 from timm.models.vision_transformer import checkpoint_filter_fn
 
@@ -20,7 +24,7 @@ import mmda_vpt  # noqa: F401  (registers DAVPTViT)
 from mmda_vpt.utils.vit_checkpoint import (SRC_FORMATS, convert_vit_checkpoint,
                                            convert_vit_weights, load_source_checkpoint,
                                            save_converted_checkpoint)
-from tests.utils import load_tool
+from tests.utils import REPO, load_tool
 
 DIM, DEPTH, HEADS, MLP, IMG, PATCH = 64, 2, 4, 256, 32, 8
 GRID = IMG // PATCH
@@ -479,3 +483,226 @@ class TestConvertViTTool(ConverterTestCase):
         with self.assertRaises(SystemExit):
             tool.main([self.sources['npz'], self.path('x.pth'), '--src-format', 'jax',
                        '--dst', 'mmseg'])
+
+
+# ------------------------------------------------------------------------ published checkpoints
+# The files the configs load, written as their publishers wrote them. The weights cannot be
+# downloaded here: each is a timm model of the published architecture (head included) with random
+# weights, at a tiny size (timm's key names do not depend on the size; the real-size key layout is
+# checked on the meta device), saved in the published layout, converted with the README's command
+# and loaded into a backbone with the host settings of the config family that uses the file.
+AUGREG_CONFIG = 'da_vpt/fgvc/davpt-plus_vit-b16-in21k_1xb32-100e_cub-224.py'
+MAE_CONFIG = 'da_vpt/fgvc/davpt-plus_vit-b16-mae_1xb32-100e_cub-224.py'
+SETR_CONFIG = 'da_vpt/davpt_setr-pup-vit-l16-in21k_8xb2-160k_ade20k-512x512.py'
+
+
+def published_state_dict(name: str, **kwargs) -> Dict[str, torch.Tensor]:
+    """A published timm model's state dict at its real size, on the meta device (no memory)."""
+    with torch.device('meta'):
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    return model.state_dict()
+
+
+def config_backbone(config: str, checkpoint: str, host: str, **kwargs) -> torch.nn.Module:
+    """A config's backbone with its host settings (norms, biases, final norm, position
+    interpolation) and the tiny size, no prompts, loading ``checkpoint`` strictly."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config)).model.backbone
+    cfg.update(img_size=IMG, patch_size=PATCH, num_prompts=0, guided_layers=(),
+               num_guided_prompts=None, bias_tune=None,
+               init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    if host == 'mmpretrain':
+        cfg.update(arch=dict(embed_dims=DIM, num_layers=DEPTH, num_heads=HEADS,
+                             feedforward_channels=MLP))
+        registry = PRETRAIN_MODELS
+    else:
+        cfg.update(embed_dims=DIM, num_layers=DEPTH, num_heads=HEADS, mlp_ratio=MLP // DIM,
+                   out_indices=tuple(range(DEPTH)))
+        registry = SEG_MODELS
+    cfg.update(kwargs)
+    model = registry.build(cfg)
+    model.init_weights()
+    return model.eval()
+
+
+def fold_layers(keys) -> set:
+    return {_fold(k) for k in keys}
+
+
+def _fold(key: str) -> str:
+    import re
+    return re.sub(r'^(blocks|layers)\.\d+\.', r'\1.{i}.', key)
+
+
+class TestPublishedCheckpoints(TestCase):
+    """timm's AugReg IN-21k and MAE ViT-B/16 (Hugging Face hub files) and SETR's ViT-L/16."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.tool = load_tool('model_converters/convert_vit')
+        torch.manual_seed(3)
+        cls.images = torch.randn(2, 3, IMG, IMG)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def path(self, name: str) -> str:
+        return osp.join(self.tmp.name, name)
+
+    def write_hub_files(self, tag: str, state_dict: Dict[str, torch.Tensor]) -> Dict[str, str]:
+        """``model.safetensors`` and ``pytorch_model.bin`` as timm's ``push_to_hub`` writes
+        them: the model's whole state dict (head included), safetensors with its metadata."""
+        folder = self.path(tag)
+        os.makedirs(folder)
+        files = {'safetensors': osp.join(folder, 'model.safetensors'),
+                 'timm': osp.join(folder, 'pytorch_model.bin')}
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, files['safetensors'],
+                  metadata={'format': 'pt'})
+        torch.save(state_dict, files['timm'])
+        return files
+
+    def run_tool(self, src: str, src_format: str, dst: str, *extra: str) -> dict:
+        name = '_'.join((osp.basename(osp.dirname(src)), src_format, dst) + extra)
+        out = self.path(name + '.pth')
+        self.tool.main([src, out, '--src-format', src_format, '--dst', dst, *extra])
+        saved = torch.load(out, map_location='cpu', weights_only=True)
+        saved['path'] = out
+        return saved
+
+    def check_hub_model(self, name: str, num_classes: int, config: str, seed: int) -> None:
+        published = get_pretrained_cfg(name)
+        self.assertEqual((published.hf_hub_id, published.num_classes),
+                         (f'timm/{name}', num_classes))
+        real = published_state_dict(name)
+        timm_model = make_timm_vit(seed=seed, num_classes=num_classes)
+        state_dict = timm_model.state_dict()
+        self.assertEqual(fold_layers(state_dict), fold_layers(real))  # names, any depth
+        head = ['head.bias', 'head.weight'] if num_classes else []
+        self.assertEqual(sorted(k for k in real if k.startswith('head')), head)
+        with torch.no_grad():
+            expected = timm_model.forward_features(self.images)
+        for src_format, src in self.write_hub_files(name, state_dict).items():
+            with self.subTest(name=name, file=osp.basename(src)):
+                saved = self.run_tool(src, src_format, 'mmpretrain')
+                dropped = saved['meta']['dropped']
+                self.assertEqual(sorted(sum(dropped.values(), [])), head)
+                raw = config_backbone(config, saved['path'], 'mmpretrain', out_type='raw')
+                with torch.no_grad():
+                    torch.testing.assert_close(raw(self.images)[-1], expected)
+                # The config's own pooling loads the same file strictly.
+                config_backbone(config, saved['path'], 'mmpretrain')
+                # Real size: every published key is converted (12 layers, the head dropped).
+                converted, report = convert_vit_weights(real, src_format, 'mmpretrain')
+                self.assertEqual(len(report.mapped), len(real) - len(head))
+                self.assertEqual(fold_layers(converted), fold_layers(saved['state_dict']))
+                self.assertEqual(converted['pos_embed'].shape, (1, 197, 768))
+                self.assertEqual(converted['layers.11.ffn.layers.0.0.weight'].shape, (3072, 768))
+
+    def test_augreg_in21k_hub_files(self):
+        # The authors' vit-B: 21,843-class head, final norm, ImageNet mean / std in the configs.
+        self.check_hub_model('vit_base_patch16_224.augreg_in21k', 21843, AUGREG_CONFIG, seed=11)
+
+    def test_mae_hub_files(self):
+        # The authors' mae-B: timm's conversion of MAE's pre-training weights, no head.
+        self.check_hub_model('vit_base_patch16_224.mae', 0, MAE_CONFIG, seed=12)
+
+    def test_setr_jx_vit_large_p16_384(self):
+        # jx_vit_large_p16_384-b3be5167.pth (mmseg's SETR configs and the authors' SETR rows): a
+        # raw state dict of timm's ViT-L/16 at 384 pixels (24x24 position grid + CLS) with its
+        # 1000-class head, in torch's pre-1.6 file format. Here at the tiny size: 6x6 grid,
+        # loaded at 8x8, as 24x24 at 384 pixels is loaded at 32x32 for 512-pixel crops.
+        real = published_state_dict('vit_large_patch16_384', num_classes=1000)
+        self.assertEqual(real['pos_embed'].shape, (1, 24 * 24 + 1, 1024))
+        src_size, dst_size = 48, 64
+        timm_model = make_timm_vit(seed=13, img_size=src_size, num_classes=1000)
+        state_dict = timm_model.state_dict()
+        self.assertEqual(fold_layers(state_dict), fold_layers(real))  # names, any depth
+        folder = self.path('setr')
+        os.makedirs(folder)
+        src = osp.join(folder, 'jx_vit_large_p16_384-b3be5167.pth')
+        torch.save(state_dict, src, _use_new_zipfile_serialization=False)
+        saved = self.run_tool(src, 'timm', 'mmseg', '--drop-final-norm')
+        self.assertEqual(sorted(sum(saved['meta']['dropped'].values(), [])),
+                         ['head.bias', 'head.weight', 'norm.bias', 'norm.weight'])
+        self.assertEqual(saved['state_dict']['pos_embed'].shape,
+                         (1, (src_size // PATCH)**2 + 1, DIM))
+
+        # timm's features before the final norm (SETR reads intermediate layers, no final norm),
+        # at the file's size and at a larger one with the grid resized bilinearly as mmseg does.
+        torch.manual_seed(4)
+        images = {size: torch.randn(2, 3, size, size) for size in (src_size, dst_size)}
+        expected = {}
+        for size in (src_size, dst_size):
+            with self.subTest(size=size):
+                reference = make_timm_vit(seed=0, img_size=size, num_classes=1000)
+                resized = dict(state_dict)
+                resized['pos_embed'] = resample_abs_pos_embed(
+                    state_dict['pos_embed'], [size // PATCH] * 2, [src_size // PATCH] * 2,
+                    interpolation='bilinear', antialias=False)
+                reference.load_state_dict(resized)
+                model = config_backbone(SETR_CONFIG, saved['path'], 'mmseg', img_size=size)
+                with torch.no_grad():
+                    expected[size] = reference.forward_intermediates(
+                        images[size], indices=list(range(DEPTH)), norm=False,
+                        intermediates_only=True)
+                    maps = model(images[size])
+                self.assertEqual(len(maps), DEPTH)
+                for ours, theirs in zip(maps, expected[size]):
+                    torch.testing.assert_close(ours, theirs)
+
+        # mmseg's own converter gives the same tensors (it keeps the final norm, which mmseg's
+        # SETR backbone, final_norm=False, leaves out when it loads non-strictly).
+        import mmseg
+        vit2mmseg = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'model_converters',
+                             'vit2mmseg.py')
+        if not osp.isfile(vit2mmseg):
+            self.skipTest("mmseg's tools/model_converters/vit2mmseg.py is not installed")
+        theirs = load_script_module(vit2mmseg).convert_vit(dict(state_dict))
+        self.assertEqual(sorted(set(theirs) - set(saved['state_dict'])),
+                         ['ln1.bias', 'ln1.weight'])
+        self.assertEqual(set(saved['state_dict']) - set(theirs), set())
+        for key, value in saved['state_dict'].items():
+            assert torch.equal(value, theirs[key]), key
+
+        # mmseg's SETR backbone as its configs (and the authors' SETR rows) build it, patch_bias
+        # and final_norm at their default False, loads vit2mmseg's file non-strictly and so
+        # runs without the patch-embedding bias: --drop-patch-bias gives that for a strict load.
+        theirs_path = osp.join(folder, 'vit_large_p16.pth')
+        torch.save(theirs, theirs_path)
+        stock = SEG_MODELS.build(dict(
+            type='VisionTransformer', img_size=(dst_size, dst_size), patch_size=PATCH,
+            embed_dims=DIM, num_layers=DEPTH, num_heads=HEADS, mlp_ratio=MLP // DIM,
+            out_indices=tuple(range(DEPTH)), norm_cfg=dict(type='LN', eps=1e-6),
+            with_cls_token=True, interpolate_mode='bilinear',
+            init_cfg=dict(type='Pretrained', checkpoint=theirs_path)))
+        stock.init_weights()
+        stock.eval()  # (mmseg's train() returns None)
+        self.assertFalse(any('bias' in n for n, _ in stock.patch_embed.named_parameters()))
+        no_bias = self.run_tool(src, 'timm', 'mmseg', '--drop-final-norm', '--drop-patch-bias')
+        self.assertEqual(no_bias['meta']['dropped']['patch-embedding bias (drop_patch_bias, for '
+                                                    'patch_bias=False)'],
+                         ['patch_embed.proj.bias'])
+        ours = config_backbone(SETR_CONFIG, no_bias['path'], 'mmseg', img_size=dst_size,
+                               patch_bias=False)
+        with torch.no_grad():
+            maps, stock_maps = ours(images[dst_size]), stock(images[dst_size])
+        for mine, theirs_map, with_bias in zip(maps, stock_maps, expected[dst_size]):
+            torch.testing.assert_close(mine, theirs_map)
+            self.assertGreater((mine - with_bias).abs().max().item(), 1e-3)
+        with self.assertRaisesRegex(ValueError, "drop_patch_bias is for mmseg's"):
+            convert_vit_weights(state_dict, 'timm', 'mmpretrain', drop_patch_bias=True)
+
+        # Real size: every key of the ViT-L file is converted.
+        converted, report = convert_vit_weights(real, 'timm', 'mmseg', drop_final_norm=True)
+        self.assertEqual(len(report.mapped), len(real) - 4)
+        self.assertEqual(fold_layers(converted), fold_layers(saved['state_dict']))
+        self.assertEqual(converted['layers.23.attn.attn.in_proj_weight'].shape, (3072, 1024))
+
+
+def load_script_module(path: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

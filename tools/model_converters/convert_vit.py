@@ -2,12 +2,15 @@
 
 Examples::
 
+    # timm's AugReg ImageNet-21k ViT-B/16 (hub file of vit_base_patch16_224.augreg_in21k)
+    python tools/model_converters/convert_vit.py model.safetensors \\
+        checkpoints/vit-b16_in21k-augreg.pth --src-format safetensors --dst mmpretrain
+    # SETR's ViT-L/16 (jx_vit_large_p16_384) for mmsegmentation (built with final_norm=False)
+    python tools/model_converters/convert_vit.py jx_vit_large_p16_384-b3be5167.pth \\
+        checkpoints/vit-l16_jx384_mmseg.pth --src-format timm --dst mmseg --drop-final-norm
     # Google's ImageNet-21k ViT-B/16 (as VPT uses) for an mmpretrain classifier
     python tools/model_converters/convert_vit.py imagenet21k_ViT-B_16.npz \\
         checkpoints/vit-b16_in21k.pth --src-format npz --dst mmpretrain
-    # Google's ImageNet-21k ViT-L/16 for mmsegmentation's SETR (built with final_norm=False)
-    python tools/model_converters/convert_vit.py ViT-L_16.npz \\
-        checkpoints/vit-l16_in21k_mmseg.pth --src-format npz --dst mmseg --drop-final-norm
 
 The result is ``{'state_dict': backbone weights, 'meta': ...}`` for
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` of ``DAVPTViT`` (or the host's own
@@ -37,6 +40,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--drop-final-norm', action='store_true',
                         help='drop the final norm, for a backbone with final_norm=False (e.g. '
                         "mmseg's SETR configs)")
+    parser.add_argument('--drop-patch-bias', action='store_true',
+                        help="drop the patch-embedding bias, for mmseg's backbone with "
+                        'patch_bias=False (its default, which mmseg\'s SETR configs keep)')
     return parser.parse_args(argv)
 
 
@@ -44,7 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     state_dict, report = convert_vit_checkpoint(args.src, args.src_format, args.dst_format,
                                                   allow_pickle=args.allow_pickle,
-                                                  drop_final_norm=args.drop_final_norm)
+                                                  drop_final_norm=args.drop_final_norm,
+                                                  drop_patch_bias=args.drop_patch_bias)
     save_converted_checkpoint(state_dict, args.dst, report, source=args.src)
     print(f'saved {len(state_dict)} tensors to {args.dst}')
 

@@ -8,8 +8,9 @@ _base_ = ['mmpretrain::_base_/default_runtime.py', './vit-demo-p4_fashion-mnist.
 
 custom_imports = dict(imports=['mmda_vpt'], allow_failed_imports=False)
 
-# Written by `python demo/data.py`, or by demo/run_demo.py (which passes its own cache path).
-pretrained = '~/.cache/mmda_vpt/demo/vit-demo-p4_fashion-mnist.pth'
+# The pre-trained ViT shipped with the project (relative to the repository root; demo/run_demo.py
+# passes the checkpoint it uses, shipped or pre-trained with --pretrain).
+pretrained = 'demo/weights/vit-demo-p4_fashion-mnist.pth'
 
 model = dict(
     type='ImageClassifier',
