@@ -1130,7 +1130,9 @@ def run_recipe(args, size: Size, data_root: str, checkpoint: str) -> dict:
     result = dict(task=args.task, seeds=list(args.seeds), tune_seeds=list(args.tune_seeds),
                   spaces=spaces, trials=trials,
                   overrides={m.key: m.overrides for m in methods}, rows=rows, paired=pairs,
-                  verdict=lines, map_sizes=maps, torch_threads=torch.get_num_threads())
+                  verdict=lines, map_sizes=maps, torch_threads=torch.get_num_threads(),
+                  runs={k: [dict(name=r.name, test=r.test_metrics, prompt_maps=r.prompt_maps)
+                            for r in v] for k, v in transfer['results'].items()})
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'recipe.json'), 'w') as f:
         json.dump(result, f, indent=1)

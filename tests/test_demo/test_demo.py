@@ -409,3 +409,74 @@ class TestQuickSearches(TestCase):
                 self.assertEqual(len(row['test']), 1)
             self.assertIn('The pruned search trained', stdout.getvalue())
             self.assertTrue(osp.isfile(osp.join(tmp, 'out', 'compare_searches.md')))
+
+
+class TestRecipeConfigs(TestCase):
+    """``--recipe``'s two configs: the authors' recipe in both, the guidance only in DA-VPT."""
+
+    def test_recipe_in_both(self):
+        from mmengine.config import Config
+        cfgs = {key: Config.fromfile(osp.join(run_demo.CONFIG_DIR,
+                                              run_demo.METHOD_BY_KEY[key].config))
+                for key in ('vpt_deep_recipe', 'davpt_recipe')}
+        for key, cfg in cfgs.items():
+            with self.subTest(key):
+                backbone = cfg.model.backbone
+                self.assertEqual((backbone.prompt_init, backbone.prompt_init_scale),
+                                 ('xavier_stacked', 0.125))
+                self.assertEqual(cfg.model.head.init_cfg,
+                                 dict(type='TruncNormal', layer='Linear', std=0.02))
+                self.assertEqual(cfg.optim_wrapper.clip_grad,
+                                 dict(type='value', clip_value=10.0))
+                self.assertEqual([s['type'] for s in cfg.param_scheduler], ['WarmupCosineLR'])
+                self.assertEqual(cfg.param_scheduler[0]['eta_min'], 1e-9)
+                self.assertEqual(cfg.train_dataloader.batch_size, 24)
+        self.assertNotIn('custom_hooks', cfgs['vpt_deep_recipe'])
+        davpt = cfgs['davpt_recipe']
+        sampler = davpt.train_dataloader.sampler
+        self.assertEqual((sampler.mode, sampler.batch_size % sampler.samples_per_class),
+                         ('class_slots', 0))
+        self.assertEqual(sampler.batch_size, davpt.train_dataloader.batch_size)
+        mapping = next(h for h in davpt.custom_hooks if h['type'] == 'ClassPromptMappingHook')
+        self.assertEqual(
+            {k: mapping[k] for k in ('first_update', 'feature_window', 'unseen_classes',
+                                     'pipeline', 'feature_norm', 'init', 'max_iter')},
+            dict(first_update=2, feature_window='last_epoch', unseen_classes='random',
+                 pipeline='train', feature_norm='layer', init='random', max_iter=20))
+        # The same search budget for both methods.
+        self.assertEqual(
+            *[int(np.prod([len(v) for v in space.values()]))
+              for space in run_demo.RECIPE_SPACES.values()])
+
+
+@pytest.mark.slow
+class TestQuickRecipe(TestCase):
+    """``--recipe`` at the tiny size: validation sweep, paired test runs, report files."""
+
+    def test_recipe(self):
+        self.addCleanup(torch.set_num_threads, torch.get_num_threads())
+        with tempfile.TemporaryDirectory() as tmp:
+            args = ['--quick', '--threads', '1', '--recipe', '--seeds', '0', '1',
+                    '--tune-seeds', '5', '--out', osp.join(tmp, 'out'),
+                    '--work-dir', osp.join(tmp, 'work'), '--data-root', osp.join(tmp, 'data'),
+                    '--cache', osp.join(tmp, 'cache')]
+            with contextlib.redirect_stdout(io.StringIO()):
+                result = run_demo.main(args)
+            self.assertEqual([r['key'] for r in result['rows']],
+                             ['vpt_deep_recipe', 'davpt_recipe'])
+            self.assertEqual(len(result['trials']), 2)  # one trial each at --quick
+            pair, = result['paired']
+            self.assertEqual((pair['key'], pair['base'], pair['n']),
+                             ('davpt_recipe', 'vpt_deep_recipe', 2))
+            accs = {r['key']: r['test_all'] for r in result['rows']}
+            self.assertAlmostEqual(
+                pair['mean'], float(np.mean(np.subtract(accs['davpt_recipe'],
+                                                        accs['vpt_deep_recipe']))))
+            # The authors' timing: no update at the end of epoch 1, the first at epoch 2.
+            for run in result['runs']['davpt_recipe']:
+                (e0, m0), (e1, m1), (e2, _) = run['prompt_maps']
+                self.assertEqual((e0, e1, e2), (0, 1, 2))
+                self.assertEqual(list(m1), list(m0))
+            with open(osp.join(tmp, 'out', 'recipe.json')) as f:
+                self.assertEqual(json.load(f)['rows'], result['rows'])
+            self.assertTrue(osp.isfile(osp.join(tmp, 'out', 'recipe.md')))
