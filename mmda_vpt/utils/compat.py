@@ -19,7 +19,8 @@ with CUDA untouched:
   module that lives on the CPU. Such a run also waits for every rank and destroys its process
   group at exit: otherwise a rank that exits while another still talks to it can abort with
   "terminate called without an active exception" (exit code -6, a quarter of two-process runs
-  here), failing a run whose work is all done.
+  here), failing a run whose work is all done. SyncBN layers of a CPU module become BatchNorm
+  before DistributedDataParallel wraps it (:mod:`mmda_vpt.utils.cpu_sync_bn`).
 * **Package look-ups without** ``pkg_resources`` (setuptools >= 81 dropped it). mmengine resolves
   ``_base_ = 'mmpretrain::...'`` and ``mmseg::`` config paths with ``pkg_resources``
   ("No module named 'pkg_resources'"); when it is missing, mmengine's ``is_installed``,
@@ -43,6 +44,8 @@ from typing import Any, Callable, Iterator, List, Optional
 import numpy as np
 import torch
 from mmengine.logging import print_log
+
+from .cpu_sync_bn import patch_cpu_sync_bn
 
 __all__ = ['apply_compat_patches', 'checkpoint_safe_globals', 'cuda_free_distributed']
 
@@ -408,3 +411,4 @@ def apply_compat_patches() -> None:
     _patch_package_lookups()
     _patch_dist_launchers()
     _patch_ddp_device_ids()
+    patch_cpu_sync_bn()
