@@ -26,6 +26,8 @@ with CUDA untouched:
   ("No module named 'pkg_resources'"); when it is missing, mmengine's ``is_installed``,
   ``get_installed_path`` and ``package2module`` are replaced by ``importlib.metadata``
   equivalents.
+* **One line for the frozen parameters** an optimizer leaves out, instead of mmengine's warning
+  per tensor (:mod:`mmda_vpt.utils.frozen_param_log`).
 """
 import atexit
 import contextlib
@@ -46,6 +48,7 @@ import torch
 from mmengine.logging import print_log
 
 from .cpu_sync_bn import patch_cpu_sync_bn
+from .frozen_param_log import patch_frozen_param_log
 
 __all__ = ['apply_compat_patches', 'checkpoint_safe_globals', 'cuda_free_distributed']
 
@@ -412,3 +415,4 @@ def apply_compat_patches() -> None:
     _patch_dist_launchers()
     _patch_ddp_device_ids()
     patch_cpu_sync_bn()
+    patch_frozen_param_log()
