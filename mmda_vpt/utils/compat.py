@@ -28,6 +28,9 @@ with CUDA untouched:
   equivalents.
 * **One line for the frozen parameters** an optimizer leaves out, instead of mmengine's warning
   per tensor (:mod:`mmda_vpt.utils.frozen_param_log`).
+* **Segmentation label checks** in every runner (:mod:`mmda_vpt.utils.labelled_pixels`): a
+  training set without a labelled pixel is refused before training; an evaluation without one
+  reports no IoU metrics (with a warning) instead of nan.
 """
 import atexit
 import contextlib
@@ -49,6 +52,7 @@ from mmengine.logging import print_log
 
 from .cpu_sync_bn import patch_cpu_sync_bn
 from .frozen_param_log import patch_frozen_param_log
+from .labelled_pixels import patch_runner_label_checks
 
 __all__ = ['apply_compat_patches', 'checkpoint_safe_globals', 'cuda_free_distributed']
 
@@ -416,3 +420,4 @@ def apply_compat_patches() -> None:
     _patch_ddp_device_ids()
     patch_cpu_sync_bn()
     patch_frozen_param_log()
+    patch_runner_label_checks()
