@@ -4,9 +4,12 @@
 #
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [tools/test.py arguments...]
 #
-# Environment: NNODES (default 1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1),
+# Environment: NNODES (default 1), NODE_RANK (0), PORT, MASTER_ADDR (127.0.0.1),
 # PYTHON (the interpreter; default: the active virtual environment's python, else the
 # project's .venv, else python from PATH; see tools/python_env.sh).
+# One node without PORT: torchrun --standalone picks a free port, so launches on one machine do
+# not collide; PORT set, or NNODES > 1: the rendezvous is MASTER_ADDR:PORT (PORT default 29500;
+# see tools/rendezvous.sh).
 if [ "$#" -lt 3 ]; then
   echo "usage: $0 CONFIG CHECKPOINT GPUS [tools/test.py arguments...]" >&2
   exit 2
@@ -14,21 +17,16 @@ fi
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 TOOLS="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=tools/python_env.sh
 source "$TOOLS/python_env.sh"
+# shellcheck source=tools/rendezvous.sh
+source "$TOOLS/rendezvous.sh"
 
 PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
+    "${RENDEZVOUS[@]}" \
     --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
     "$TOOLS/test.py" \
     "$CONFIG" \
     "$CHECKPOINT" \

@@ -7,8 +7,8 @@ metric of the evaluator; the test split is never used. Optuna chooses the values
 every searched key has a list of values, TPE otherwise), prunes trials on the metric of each
 validation (``--pruner``), and keeps the study in a storage (a SQLite file in the work
 directory unless ``--storage`` says otherwise), so a stopped search resumes where it stopped:
-finished trials are kept, and a trial left running by a killed search is marked failed and run
-again with the same values.
+finished trials are kept, a trial left running by a killed search is marked failed and run
+again with the same values, and the sampler continues (a resumed search proposes new values).
 
 The work directory (default ``work_dirs/tune/<config name>``) holds::
 
@@ -55,6 +55,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import optuna
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import MMLogger, print_log
@@ -696,12 +697,22 @@ class Search:
         return hook.history[-1]['value'], final
 
     # -------------------------------------------------------------------- the study
-    def make_sampler(self, worker: int) -> optuna.samplers.BaseSampler:
+    def make_sampler(self, worker: int, start: int = 0) -> optuna.samplers.BaseSampler:
+        """The sampler of worker ``worker`` in a study that holds ``start`` trials already.
+
+        A sampled (TPE, random) search seeds worker w with ``seed + w``; a resumed one (``start``
+        trials) seeds it from ``(seed, w, start)``, so that it continues with new values instead
+        of proposing the first trials' values again. The grid sampler skips the grid points the
+        study has visited, and every worker shuffles the grid alike.
+        """
         if self.sampler_name == 'grid':
             # Every worker must shuffle the grid alike: a grid id names a point of that order.
             return optuna.samplers.GridSampler({p.name: p.values for p in self.params},
                                                seed=self.spec.seed)
         seed = self.spec.seed + worker
+        if start:
+            entropy = np.random.SeedSequence([self.spec.seed, worker, start])
+            seed = int(entropy.generate_state(1)[0])
         if self.sampler_name == 'random':
             return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.TPESampler(seed=seed)
@@ -721,10 +732,16 @@ class Search:
             raise ValueError(f'--pruner {kind} --pruner-options {options}: {e}')
 
     def open_study(self, worker: int = 0) -> optuna.Study:
+        """The study, created or loaded, with the sampler of ``worker`` (see
+        :meth:`make_sampler`: a loaded study's sampler continues after its trials)."""
         storage = make_storage(self.spec.storage, self.spec.heartbeat)
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=self.spec.study_name, storage=storage, direction=self.spec.direction,
             sampler=self.make_sampler(worker), pruner=self.make_pruner(), load_if_exists=True)
+        start = len(study.get_trials(deepcopy=False))
+        if start:
+            study.sampler = self.make_sampler(worker, start)
+        return study
 
     def signature(self) -> dict:
         """What a resumed search must share with the stored one."""

@@ -433,6 +433,27 @@ class TestTrainSeeds(TestCase):
                 tune.make_spec(DIGITS, ['lr=1e-2'], train_seeds=seeds)
 
 
+@pytest.mark.slow
+class TestResumedSampler(TestCase):
+
+    def test_resumed_search_proposes_new_values(self):
+        # A sampled search resumed twice (each time with one more trial, from the command
+        # line): the seeded sampler continues instead of proposing trial 0's values again.
+        with tempfile.TemporaryDirectory() as tmp:
+            for trials in (1, 2, 3):
+                with contextlib.redirect_stdout(io.StringIO()):
+                    code = tune.main([DIGITS, '--space', 'lr=1e-4:1e-1:log',
+                                      '--trials', str(trials), '--work-dir', tmp,
+                                      '--cfg-options', 'train_cfg.max_epochs=1',
+                                      'train_dataloader.dataset.indices=(0,100)'])
+                self.assertEqual(code, 0)
+            trials = optuna.load_study(study_name='toy_davpt_digits',
+                                       storage=f'sqlite:///{tmp}/study.db').trials
+            self.assertEqual([t.state for t in trials], [TrialState.COMPLETE] * 3)
+            values = [t.params['lr'] for t in trials]
+            self.assertEqual(len(set(values)), 3, values)
+
+
 KILLED_SEARCH = '''
 import os, signal, sys
 from mmengine.hooks import Hook
