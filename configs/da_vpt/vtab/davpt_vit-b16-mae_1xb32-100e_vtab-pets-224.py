@@ -13,7 +13,7 @@
 # scale 5.0, frozen-backbone drop-path 0.1, lr 0.001, weight decay 0.5 (head weight: 0.5; biases and
 # 1-D parameters: none), prompts initialized xavier x 0.125, class-to-prompt map re-clustered at the
 # end of epoch 11 and every epoch after, batches of 2 images per class slot. Gap rules: no authors'
-# file: key by key the most common value of the 15 MAE VTAB files.
+# file: key by key the most common value of the 14 MAE VTAB files.
 _base_ = [
     '../../_base_/models/davpt_vit-b16_xavier-stacked.py',
     '../../_base_/datasets/vtab_bs32_224.py',
