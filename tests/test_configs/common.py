@@ -25,7 +25,7 @@ from tests.utils import REPO
 __all__ = ['reference_root', 'load_reference_module', 'read_yaml', 'parse_like_authors',
            'authors_defaults',
            'authors_yaml_files', 'missing_options', 'FILE_KEYS', 'load_config',
-           'cache_package_bases']
+           'cache_package_bases', 'trainable_count']
 
 #: The authors' model_name (params.py default 'vit-B') -> this project's backbone key.
 _BACKBONE_OF_MODEL = {'vit-B': 'in21k', 'mae-B': 'mae', 'moco-B': 'mocov3'}
@@ -193,3 +193,11 @@ def missing_options() -> List[str]:
             'mmda_vpt.utils.amp_fallback') or {}['missing'],
     }
     return [name for name, build in checks.items() if _fails(build)]
+
+
+def trainable_count(parts, cls_token: bool, prompts: int, dim: int, layers: int = 12) -> int:
+    """Values a ViT trains with these bias parts: per-block parts in every layer, the patch
+    embedding's bias and the final norm once, the CLS token, the prompts."""
+    once = {'patch_embed_bias', 'final_norm_weight', 'final_norm_bias'}
+    per_block = len(set(parts) - once)
+    return (per_block * layers + len(set(parts) & once) + int(cls_token)) * dim + prompts * dim

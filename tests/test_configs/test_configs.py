@@ -39,7 +39,7 @@ from mmseg.registry import MODELS as SEG_MODELS
 import mmda_vpt  # noqa: F401  (registration, and mmengine's mmpretrain:: look-ups)
 from mmpretrain.utils import register_all_modules as register_pretrain_modules  # noqa: E402
 from mmseg.utils import register_all_modules as register_seg_modules  # noqa: E402
-from tests.test_configs.common import load_config, missing_options
+from tests.test_configs.common import load_config, missing_options, trainable_count
 from tests.utils import REPO as ROOT
 from tests.utils import load_tool
 
@@ -532,14 +532,6 @@ def bias_parts(row: dict) -> tuple:
     if row['norm_norm1']:
         parts |= {'norm1_weight', 'norm1_bias'}
     return tuple(p for p in gen_configs.BIAS_PARTS if p in parts)
-
-
-def trainable_count(parts, cls_token: bool, prompts: int, dim: int, layers: int = 12) -> int:
-    """Values a ViT trains with these bias parts: per-block parts in every layer, the patch
-    embedding's bias and the final norm once, the CLS token, the prompts."""
-    once = {'patch_embed_bias', 'final_norm_weight', 'final_norm_bias'}
-    per_block = len(set(parts) - once)
-    return (per_block * layers + len(set(parts) & once) + int(cls_token)) * dim + prompts * dim
 
 
 def effective_param_groups(model: torch.nn.Module, optim_wrapper_cfg) -> Dict[str, tuple]:
