@@ -202,7 +202,7 @@ class PretrainedBackbone:
 # The authors' weights (their Dataset/names.py): timm's vit_base_patch16_224.augreg_in21k and
 # vit_base_patch16_224.mae, MoCo v3's vit-b-300ep; SETR's jx_vit_large_p16_384 for ViT-L.
 BACKBONES: List[PretrainedBackbone] = [
-    PretrainedBackbone('in21k', 'vit-b16-in21k', 'supervised IN-21k (AugReg)',
+    PretrainedBackbone('in21k', 'vit-b16-in21k', 'supervised IN-21k',
                        'checkpoints/vit-b16_in21k-augreg.pth'),
     PretrainedBackbone('mae', 'vit-b16-mae', 'MAE', 'checkpoints/vit-b16_mae.pth',
                        'avg_prompts_patches'),

@@ -2,7 +2,7 @@
 # `python tools/gen_configs.py` instead of editing this file.
 #
 # Full fine-tuning on dSprites/orientation (VTAB-1k Structured), ViT-B/16 pre-trained supervised
-# IN-21k (AugReg); 1 GPU x 32 images, 100 epochs, 224x224.
+# IN-21k; 1 GPU x 32 images, 100 epochs, 224x224.
 # Every weight of the stock ViT trains.
 _base_ = [
     '../../_base_/models/vit-b16_full-ft.py',
