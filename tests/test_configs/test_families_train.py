@@ -1,7 +1,7 @@
 """One tiny ``runner.train()`` per config family: a paper row and its authors'-code sibling.
 
-The CUB DA-VPT+ configs with a 12-layer ViT 32 wide and 24 fake classes of 3 images (through
-``--cfg-options``-style overrides): what trains, the learning rate at every step against timm's
+The CUB DA-VPT+ configs with a 12-layer ViT 32 wide on 64x64 crops and 24 fake classes of 3
+images (through ``--cfg-options``-style overrides): what trains, the learning rate at every step against timm's
 ``CosineLRScheduler`` (the authors' scheduler, as their train.py builds it), and one batch of the
 class-slot sampler. Needs the issue-22 options (skipped while any is missing).
 """
@@ -32,6 +32,7 @@ MISSING = missing_options()
 CONFIG = 'configs/da_vpt/fgvc/davpt-plus_vit-b16-in21k_1xb32-100e_cub-224{}.py'
 NUM_CLASSES, PER_CLASS = 24, 3
 TINY = dict(embed_dims=32, num_layers=12, num_heads=2, feedforward_channels=64)
+SIZE = 64  # 4 x 4 patches of 16
 
 
 def write_image_file(path: str, seed: int) -> None:
@@ -103,6 +104,8 @@ class TestFamiliesTrain(TestCase):
         options = {
             'model.backbone.arch': dict(_delete_=True, **TINY),
             'model.backbone.init_cfg': None,
+            'model.backbone.img_size': SIZE,
+            'train_dataloader.dataset.pipeline.1.scale': SIZE,
             'model.head.in_channels': TINY['embed_dims'],
             'model.head.num_classes': NUM_CLASSES,
             'model.data_preprocessor.num_classes': NUM_CLASSES,
@@ -111,6 +114,9 @@ class TestFamiliesTrain(TestCase):
             'default_hooks.logger.interval': 1,
             'work_dir': osp.join(self.tmp.name, family),
         }
+        for loader in ('val_dataloader', 'test_dataloader'):
+            options.update({f'{loader}.dataset.pipeline.1.scale': SIZE + 4,
+                            f'{loader}.dataset.pipeline.2.crop_size': SIZE})
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             options.update({f'{loader}.num_workers': 0, f'{loader}.persistent_workers': False,
                             f'{loader}.dataset.data_root': self.data,
