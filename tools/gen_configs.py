@@ -7,28 +7,55 @@ authors' per-task DA-VPT settings) are the single source. After editing a table,
 commit the files; ``tests/test_configs/test_configs.py`` fails while the committed files differ
 from what this script writes.
 
+Two families of DA-VPT / DA-VPT+ classification configs:
+
+- **paper rows** (``{method}_{backbone}_1xb32-100e_{task}-224.py``) follow the paper where it
+  speaks (K and V biases for DA-VPT+, VTAB resized directly to 224x224, batch 32, cosine to
+  1e-8, the paper's loss inputs) and the authors' code where it is silent (pre-trained weights,
+  prompt initialization, the class-to-prompt map's normalization, timing, unseen classes and
+  initial clustering, class-slot batches, the cosine's shape, gradient clipping by value 10,
+  fp16, weight decay of the CLS token, head initialization, MAE pooling, PIL bicubic resizing);
+- **authors'-code rows** (the same name with ``_authors-code``, and the authors' batch size)
+  follow the authors' code everywhere: their loss inputs (raw prompts, per-image mean of the
+  block-input patches, positive term over every prompt), their per-file bias set and CLS token,
+  VTAB short-side resize and centre crop, batch and images per class as the file states, their
+  minimum lr. A DA-VPT (no plus) sibling is their code with every bias flag off.
+
+Both families take the values the authors' YAML files state, also where the authors' parser drops
+a key (``params.py`` ignores keys it does not define): see ``PARSER_DROPPED`` and the README.
+
 The authors' table (``authors_hyperparameters.csv``, one row per config file of their release,
 github.com/Noahsark/DA-VPT ``configs/{fgvc,vtab}/*.yaml``; meanings from their ``params.py``,
-``train.py``, ``utils/utils.py`` and ``models/criterion.py``):
+``train.py``, ``model_creator.py``, ``utils/utils.py`` and ``models/``):
 
-- ``lr``: peak learning rate (AdamW, 10 warm-up epochs, cosine, 100 epochs, batch 32).
-- ``wd``: weight decay of the prompts and other trained weights; ``wd_head``: of the head's
-  weight. Biases and 1-D parameters get none.
+- ``lr``: peak learning rate (AdamW, 10 warm-up epochs, cosine over 100 epochs).
+- ``wd``: weight decay of the prompts, the CLS token and other trained weights of more than one
+  dimension; ``wd_head``: of the head's weight. Biases and 1-D parameters get none.
 - ``P``: prompts in the layers that are not guided; ``M``: prompts in the guided layers.
 - ``guided``: the guided layers, 0-based, ``a-b`` both inclusive.
-- ``beta``: weight of L_ML(x, p); ``lam``: weight of L_ML(p, x_cls).
+- ``beta``: weight of L_ML(x, p) (``vpt_loss_weight``); ``lam``: of L_ML(p, x_cls)
+  (``cls_loss_weight``).
 - ``scale``: ``loss_vpt_scale_ratio``, the proxies' scale (``PromptMetricLossHook.proxy_scale``).
 - ``drop_path``: drop-path rate of the frozen backbone (``DAVPTViT.frozen_drop_path_rate``).
-- ``kmeans_from``: first epoch at whose end the class-to-prompt map is re-clustered, then every
-  epoch; 0 never (``ClassPromptMappingHook.first_update``).
-- ``sampler``: class-balanced batches, 2 images per class (``ClassBalancedSampler``).
+- ``kmeans_from``: ``dynamic_kmeans``, the 0-based epoch from whose end on the map is
+  re-clustered every epoch (``ClassPromptMappingHook.first_update = kmeans_from + 1``, 1-based);
+  0 never.
+- ``sampler``: class-balanced batches (``ClassBalancedSampler``).
+- ``batch``: batch size; ``spc``: images per class in a batch (``samples_per_class``).
+- ``min_lr``: the cosine's floor; ``warmup_lr``: the warm-up's start.
+- ``init_div8``: the prompts' xavier initialization divided by 8 (``prompt_init_scale``).
+- ``bias_k``, ``norm_norm1``, ``train_cls``: the per-file part of the trained bias set: the K
+  bias, LayerNorm 1's weight and bias, the CLS token (every file also trains the V,
+  attention-output, fc2 and LayerNorm-2 biases and, through their ``proj.bias`` name match,
+  the patch embedding's bias).
 
 Every DA-VPT / DA-VPT+ classification config carries its row, with one rule for every gap (the
 README states them): a key a file does not set takes the ``params.py`` default
 (``PARAMS_DEFAULTS``); a value under an older key name (``[x]``) is taken as written; a proxy
-scale of 0 is taken as 1; a task without a file takes, key by key, the most common value of the
-same backbone's VTAB files (a tie goes to the ``params.py`` default if it is among the tied
-values, else to the smallest).
+scale of 0 (which makes the metric terms constant) is taken as 1 in paper rows and as beta =
+lambda = 0 in authors'-code rows (the same training); a task without a file takes, key by key,
+the most common value of the same backbone's VTAB files (a tie goes to the ``params.py`` default
+if it is among the tied values, else to the smallest).
 
 Examples::
 
@@ -46,17 +73,22 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
-    'ALIASES', 'AUTHORS_CSV', 'BACKBONES', 'CLS_METHODS', 'Calibration', 'FGVC_TASKS', 'Guidance',
-    'Method', 'PARAMS_DEFAULTS', 'PretrainedBackbone', 'REFERENCE_FGVC', 'REFERENCE_GROUPS',
-    'REFERENCE_SEG', 'SEG_METHODS', 'SEG_TASKS', 'SegTask', 'TASKS', 'Task', 'VTAB_GROUPS',
-    'VTAB_TASKS', 'GENERATED_DIRS', 'calibrations', 'check', 'main', 'read_authors_table',
-    'render_all', 'write_all'
+    'ALIASES', 'AUTHORS_CSV', 'AUTHORS_SUFFIX', 'BACKBONES', 'BIAS_PARTS', 'CLS_METHODS',
+    'Calibration', 'DAVPT_METHODS', 'FAMILIES', 'FGVC_TASKS', 'GENERATED_DIRS', 'Guidance',
+    'Method', 'PARAMS_DEFAULTS', 'PARSER_DROPPED', 'PretrainedBackbone', 'REFERENCE_FGVC',
+    'REFERENCE_GROUPS', 'REFERENCE_SEG', 'SEG_METHODS', 'SEG_TASKS', 'SegTask', 'TASKS', 'Task',
+    'VTAB_GROUPS', 'VTAB_TASKS', 'authors_bias_parts', 'calibrations', 'check',
+    'cls_config_path', 'main', 'read_authors_table', 'render_all', 'seg_config_path', 'write_all'
 ]
 
 HEADER = ('# Generated by tools/gen_configs.py from its tables; edit the tables and rerun\n'
           '# `python tools/gen_configs.py` instead of editing this file.\n')
 
 GENERATED_DIRS = ('configs/da_vpt', 'configs/baselines')
+#: The two families of DA-VPT classification configs.
+FAMILIES = ('paper', 'authors')
+#: Suffix of the authors'-code rows' file names.
+AUTHORS_SUFFIX = '_authors-code'
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -148,15 +180,17 @@ VTAB_GROUPS = ('Natural', 'Specialized', 'Structured')
 
 @dataclass(frozen=True)
 class PretrainedBackbone:
-    """A pre-trained ViT-B/16 and where its converted (mmpretrain-format) checkpoint goes.
+    """A pre-trained ViT and where its converted (mmpretrain- or mmseg-format) checkpoint goes.
 
     Attributes:
         key: Key of the tables.
         token: Token in the file names.
         title: Name in the tables.
-        checkpoint: Relative path of the converted checkpoint.
+        checkpoint: Relative path of the converted checkpoint (the README names the file each
+            one is converted from).
         davpt_out_type: What the head reads in the DA-VPT configs: ``'cls_token'``, or
-            ``'avg_featmap'`` (the mean of the patch tokens; the authors' global pooling of MAE).
+            ``'avg_prompts_patches'`` (the mean of the final-norm prompt and patch tokens, the
+            authors' global pooling of MAE).
     """
     key: str
     token: str
@@ -165,15 +199,17 @@ class PretrainedBackbone:
     davpt_out_type: str = 'cls_token'
 
 
+# The authors' weights (their Dataset/names.py): timm's vit_base_patch16_224.augreg_in21k and
+# vit_base_patch16_224.mae, MoCo v3's vit-b-300ep; SETR's jx_vit_large_p16_384 for ViT-L.
 BACKBONES: List[PretrainedBackbone] = [
     PretrainedBackbone('in21k', 'vit-b16-in21k', 'supervised IN-21k',
-                       'checkpoints/vit-b16_in21k.pth'),
+                       'checkpoints/vit-b16_in21k-augreg.pth'),
     PretrainedBackbone('mae', 'vit-b16-mae', 'MAE', 'checkpoints/vit-b16_mae.pth',
-                       'avg_featmap'),
+                       'avg_prompts_patches'),
     PretrainedBackbone('mocov3', 'vit-b16-mocov3', 'MoCo v3', 'checkpoints/vit-b16_mocov3.pth'),
 ]
 SEG_BACKBONE = PretrainedBackbone('in21k', 'setr-pup-vit-l16-in21k', 'ViT-L/16 IN-21k + SETR-PUP',
-                                  'checkpoints/vit-l16_in21k_mmseg.pth')
+                                  'checkpoints/vit-l16_jx384_mmseg.pth')
 
 
 @dataclass(frozen=True)
@@ -209,6 +245,8 @@ _LINEAR = Method('linear', 'Linear probe', 'baselines', False, False, None, Fals
 _FULL_FT = Method('full-ft', 'Full fine-tuning', 'baselines', False, False, None, True, 5e-5,
                   0.05)
 CLS_METHODS: List[Method] = [_DAVPT, _DAVPT_PLUS, _VPT_DEEP, _LINEAR, _FULL_FT]
+#: The methods with both config families.
+DAVPT_METHODS: List[Method] = [_DAVPT, _DAVPT_PLUS]
 SEG_METHODS: List[Method] = [_DAVPT, _DAVPT_PLUS, _VPT_DEEP, _FULL_FT]
 
 
@@ -255,14 +293,51 @@ SEG_TASKS: List[SegTask] = [
 # ----------------------------------------------------------------------------- the authors' table
 AUTHORS_CSV = osp.join(osp.dirname(osp.abspath(__file__)), 'authors_hyperparameters.csv')
 _AUTHORS_KEYS = ('lr', 'wd', 'wd_head', 'P', 'M', 'guided', 'beta', 'lam', 'scale', 'drop_path',
-                 'kmeans_from', 'sampler')
+                 'kmeans_from', 'sampler', 'batch', 'spc', 'min_lr', 'warmup_lr', 'init_div8',
+                 'bias_k', 'norm_norm1', 'train_cls')
 _AUTHORS_COLUMNS = ('config', 'backbone', 'task') + _AUTHORS_KEYS
+_INT_KEYS = ('P', 'M', 'kmeans_from', 'batch', 'spc')
+_BOOL_KEYS = ('sampler', 'init_div8', 'bias_k', 'norm_norm1', 'train_cls')
 # The authors' params.py defaults of the keys a config file may leave out.
 PARAMS_DEFAULTS: Dict[str, object] = dict(
     lr=1e-3, wd=0.01, wd_head=3.0, P=20, M=10, guided=(11, ), beta=0.0, lam=0.0, scale=1.0,
-    drop_path=0.0, kmeans_from=0)
-# Images per class in the authors' class-balanced batches.
-SAMPLES_PER_CLASS = 2
+    drop_path=0.0, kmeans_from=0, batch=32, spc=2, min_lr=1e-8, warmup_lr=1e-7, init_div8=False,
+    bias_k=False, norm_norm1=False, train_cls=False)
+# Keys whose params.py default is the rule rather than a gap (only one file sets spc): not noted.
+_QUIET_DEFAULTS = ('spc', )
+
+#: mmda_vpt's bias parts (``DAVPTViT(bias_tune=(...))``), in their order.
+BIAS_PARTS = ('q_bias', 'k_bias', 'v_bias', 'attn_out_bias', 'fc1_bias', 'fc2_bias',
+              'norm1_weight', 'norm1_bias', 'norm2_weight', 'norm2_bias', 'patch_embed_bias',
+              'final_norm_weight', 'final_norm_bias')
+# Trained in every authors' file: bias_v, bias_proj (which their name match also applies to
+# patch_embed.proj.bias), bias_fc2, bias_norm2.
+_ALWAYS_TUNED = ('v_bias', 'attn_out_bias', 'fc2_bias', 'norm2_bias', 'patch_embed_bias')
+
+#: The rows where the authors' released parser drops what the file states (params.py ignores
+#: keys it does not define): file -> what their code runs instead. Both config families take the
+#: file's values.
+PARSER_DROPPED: Dict[str, str] = {
+    'fgvc_vitb_dogs': 'beta = lambda = 0 (vpt_and_cls_loss_weight 0.01 dropped); M 10 '
+                      '(num_last_prompts 5 dropped)',
+    'fgvc_vitb_flowers': 'beta = lambda = 0 (vpt_and_cls_loss_weight 0.05 dropped); M 10 '
+                         '(num_last_prompts 20 dropped)',
+    'vtab_vitb_caltech101': 'beta = lambda = 0 (vpt_and_cls_loss_weight 0.01 dropped); M 10 '
+                            '(num_last_prompts 20 dropped)',
+    'vtab_vitb_dtd': 'beta = lambda = 0 (vpt_and_cls_loss_weight 0.02 dropped)',
+    'vtab_vitb_pet': 'beta = lambda = 0 (vpt_and_cls_loss_weight 0.1 dropped)',
+    'vtab_vitb_smallnorb_ele': 'beta (vpt_loss_weight) 0: the file sets none',
+}
+
+
+def authors_bias_parts(bias_k: bool, norm_norm1: bool) -> Tuple[str, ...]:
+    """The bias parts the authors' code trains for a file's ``bias_k`` and ``norm_norm1``."""
+    parts = set(_ALWAYS_TUNED)
+    if bias_k:
+        parts.add('k_bias')
+    if norm_norm1:
+        parts.update(('norm1_weight', 'norm1_bias'))
+    return tuple(p for p in BIAS_PARTS if p in parts)
 
 
 @dataclass(frozen=True)
@@ -273,12 +348,21 @@ class Calibration:
         guidance: Guided layers, M, P, beta and lambda (``source``: ``'authors'`` for a task
             with a file, ``'filled'`` for one without).
         lr: Peak learning rate.
-        weight_decay: Weight decay of the prompts (and other trained weights but biases).
+        weight_decay: Weight decay of the prompts and the CLS token.
         head_weight_decay: Weight decay of the head's weight.
-        proxy_scale: ``PromptMetricLossHook.proxy_scale``.
+        proxy_scale: ``PromptMetricLossHook.proxy_scale`` (a file's 0 taken as 1).
+        zero_scale: Whether the file's proxy scale is 0 (its metric terms are constant).
         drop_path: ``DAVPTViT.frozen_drop_path_rate``.
-        first_update: ``ClassPromptMappingHook.first_update`` (None: never re-clustered).
-        class_balanced: Class-balanced sampling with ``SAMPLES_PER_CLASS`` images per class.
+        first_update: ``ClassPromptMappingHook.first_update``: 1-based epoch of the first
+            re-clustering, ``dynamic_kmeans + 1`` (None: never re-clustered).
+        class_balanced: Class-balanced sampling.
+        batch_size: The file's batch size.
+        samples_per_class: Images per class in a batch.
+        min_lr: The file's cosine floor.
+        warmup_lr: The file's warm-up start.
+        prompt_init_scale: 1/8 where the file divides the xavier initialization by 8, else 1.
+        bias_parts: The bias parts the authors' code trains.
+        learnable_cls_token: Whether the authors' code trains the CLS token.
         config: The authors' config file; ``''`` for a task without one.
         notes: The gap rules this setting needed, in words.
     """
@@ -287,9 +371,17 @@ class Calibration:
     weight_decay: float
     head_weight_decay: float
     proxy_scale: float
+    zero_scale: bool
     drop_path: float
     first_update: Optional[int]
     class_balanced: bool
+    batch_size: int
+    samples_per_class: int
+    min_lr: float
+    warmup_lr: float
+    prompt_init_scale: float
+    bias_parts: Tuple[str, ...]
+    learnable_cls_token: bool
     config: str = ''
     notes: Tuple[str, ...] = ()
 
@@ -338,9 +430,9 @@ def _parse_cell(name: str, key: str, text: str) -> Tuple[object, bool]:
             if last < first:
                 raise ValueError(f'{raw!r} runs backwards')
             return tuple(range(first, last + 1)), bracketed
-        if key in ('P', 'M', 'kmeans_from'):
+        if key in _INT_KEYS:
             return int(raw), bracketed
-        if key == 'sampler':
+        if key in _BOOL_KEYS:
             return {'true': True, 'false': False}[raw.lower()], bracketed
         return float(raw), bracketed
     except (KeyError, ValueError) as err:
@@ -350,11 +442,13 @@ def _parse_cell(name: str, key: str, text: str) -> Tuple[object, bool]:
 def _cell_text(value) -> str:
     if isinstance(value, tuple):
         return f'{value[0]}-{value[-1]}' if len(value) > 1 else str(value[0])
+    if isinstance(value, bool):
+        return str(value).lower()
     return f'{value:g}' if isinstance(value, float) else str(value)
 
 
 def _resolve_row(row: Dict[str, str]) -> Tuple[Dict[str, object], List[str]]:
-    """A row's values with the rules for unset keys, older key names and a zero scale."""
+    """A row's values with the rules for unset keys and older key names."""
     name = row['config']
     values, unset, older = {}, [], []
     for key in _AUTHORS_KEYS:
@@ -363,21 +457,21 @@ def _resolve_row(row: Dict[str, str]) -> Tuple[Dict[str, object], List[str]]:
             if key not in PARAMS_DEFAULTS:
                 raise ValueError(f'{name}: {key} is empty and params.py has no recorded default')
             value = PARAMS_DEFAULTS[key]
-            unset.append(key)
+            if key not in _QUIET_DEFAULTS:
+                unset.append(key)
         elif bracketed:
             older.append(key)
         values[key] = value
+    if values['batch'] % values['spc']:
+        raise ValueError(f'{name}: batch {values["batch"]} is not a multiple of spc '
+                         f'{values["spc"]}')
     notes = []
     if older:
-        notes.append("set under older key names that the authors' script does not read, taken "
-                     'as the file meant: ' +
-                     ', '.join(f'{k} {_cell_text(values[k])}' for k in older))
+        notes.append("set under key names that the authors' script does not read, taken as the "
+                     'file meant: ' + ', '.join(f'{k} {_cell_text(values[k])}' for k in older))
     if unset:
         notes.append('not set in the file, params.py defaults: ' +
                      ', '.join(f'{k} {_cell_text(values[k])}' for k in unset))
-    if values['scale'] == 0:
-        values['scale'] = 1.0
-        notes.append('proxy scale 0 (which makes the metric terms constant) taken as 1')
     return values, notes
 
 
@@ -397,16 +491,29 @@ def _most_common(values: Sequence, default=None) -> Tuple[object, Optional[list]
 
 def _calibration(values: Dict[str, object], source: str, config: str,
                  notes: Sequence[str]) -> Calibration:
+    notes = list(notes)
+    zero_scale = values['scale'] == 0
+    if zero_scale:
+        notes.append('proxy scale 0 (which makes the metric terms constant) taken as 1 in paper '
+                     "rows, as beta = lambda = 0 in authors'-code rows")
     return Calibration(
         guidance=Guidance(values['guided'], values['M'], values['P'], values['beta'],
                           values['lam'], source),
         lr=values['lr'],
         weight_decay=values['wd'],
         head_weight_decay=values['wd_head'],
-        proxy_scale=values['scale'],
+        proxy_scale=1.0 if zero_scale else values['scale'],
+        zero_scale=zero_scale,
         drop_path=values['drop_path'],
-        first_update=values['kmeans_from'] or None,
+        first_update=values['kmeans_from'] + 1 if values['kmeans_from'] else None,
         class_balanced=values['sampler'],
+        batch_size=values['batch'],
+        samples_per_class=values['spc'],
+        min_lr=values['min_lr'],
+        warmup_lr=values['warmup_lr'],
+        prompt_init_scale=0.125 if values['init_div8'] else 1.0,
+        bias_parts=authors_bias_parts(values['bias_k'], values['norm_norm1']),
+        learnable_cls_token=values['train_cls'],
         config=config,
         notes=tuple(notes))
 
@@ -487,9 +594,22 @@ REFERENCE_SEG: Dict[Tuple[str, str], Tuple[float, float]] = {
 
 
 # ----------------------------------------------------------------------------- names
-def cls_config_path(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
-    """``configs/{folder}/{fgvc|vtab}/{method}_{backbone}_1xb32-100e_{task}-224.py``."""
-    name = f'{method.key}_{backbone.token}_1xb32-100e_{task.key}-224.py'
+def cls_config_path(method: Method, backbone: PretrainedBackbone, task: Task,
+                    family: str = 'paper') -> str:
+    """``configs/{folder}/{fgvc|vtab}/{method}_{backbone}_1xb{B}-100e_{task}-224[suffix].py``.
+
+    Paper rows and baselines train with batch 32; an authors'-code row (``family='authors'``,
+    file name suffix ``_authors-code``) with its file's batch.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f'family must be one of {FAMILIES}, got {family!r}')
+    batch, suffix = 32, ''
+    if family == 'authors':
+        if not method.hooks:
+            raise ValueError(f"{method.key} has no authors'-code rows")
+        batch = calibrations()[(backbone.key, task.key)].batch_size
+        suffix = AUTHORS_SUFFIX
+    name = f'{method.key}_{backbone.token}_1xb{batch}-100e_{task.key}-224{suffix}.py'
     return osp.join('configs', method.folder, task.benchmark, name)
 
 
@@ -533,6 +653,23 @@ def _fmt(value) -> str:
     return repr(value)
 
 
+def _arg(indent: str, name: str, value) -> str:
+    """``name=value,`` at ``indent``; a long tuple wraps under its opening parenthesis."""
+    line = f'{indent}{name}={_fmt(value)},'
+    if len(line) <= 100 or not isinstance(value, tuple):
+        return line + '\n'
+    lead = f'{indent}{name}=('
+    lines, current = [], lead
+    for i, item in enumerate(value):
+        piece = _fmt(item) + (', ' if i < len(value) - 1 else '),')
+        if len(current) + len(piece.rstrip()) > 100:
+            lines.append(current.rstrip())
+            current = ' ' * len(lead)
+        current += piece
+    lines.append(current)
+    return '\n'.join(lines) + '\n'
+
+
 def _backbone_prompt_lines(method: Method, guidance: Guidance, indent: str) -> List[str]:
     """The prompt arguments of DAVPTViT for a method."""
     if not method.prompts:
@@ -547,27 +684,39 @@ def _backbone_prompt_lines(method: Method, guidance: Guidance, indent: str) -> L
     return [f'{indent}{k}={_fmt(v)},' for k, v in values.items()]
 
 
-def _hooks_block(guidance: Guidance, interval: Optional[int],
-                 calibration: Optional[Calibration] = None) -> str:
-    mapping = f'samples_per_class=10, interval={interval!r}'
-    scale = ''
-    if calibration is not None:
-        mapping += f', first_update={calibration.first_update!r}'
-        scale = f'        proxy_scale={calibration.proxy_scale!r},\n'
-    return ('custom_hooks = [\n'
-            f'    dict(type=\'ClassPromptMappingHook\', {mapping}),\n'
-            '    dict(\n'
-            '        type=\'PromptMetricLossHook\',\n'
-            f'        beta={guidance.beta!r},\n'
-            f'        lam={guidance.lam!r},\n'
-            '        margin=0.1,\n'
-            '        alpha=32,\n'
-            f'{scale}'
-            '        pos_reduction=\'with_positives\',\n'
-            '        prompt_tap=\'query\',\n'
-            '        patch_tap=\'attn\',\n'
-            '        patch_topk=None),\n'
-            ']\n')
+#: The class-to-prompt map as the authors' code builds it, where the paper is silent (the paper:
+#: cosine k-means): LayerNorm-normalized features, random-init k-means (1 run, 20 iterations),
+#: an empty prompt keeps its centroid, updates start from the previous centroids.
+MAP_OPTIONS = (('metric', 'cosine'), ('feature_norm', 'layer'), ('init', 'random'),
+               ('n_init', 1), ('max_iter', 20), ('empty_cluster', 'keep'),
+               ('warm_start', 'centroids'))
+#: The authors' timing and data of the map in classification: only the last epoch's features,
+#: a class unseen in it gets a random prompt, the initial pass runs the training pipeline.
+CLS_MAP_TIMING = (('feature_window', 'last_epoch'), ('unseen_classes', 'random'),
+                  ('pipeline', 'train'))
+#: Loss inputs: the paper's, and the authors' code's.
+LOSS_INPUTS = {
+    'paper': (('pos_reduction', 'with_positives'), ('prompt_tap', 'query'),
+              ('patch_tap', 'attn')),
+    'authors': (('pos_reduction', 'all'), ('prompt_tap', 'raw'), ('patch_tap', 'input_mean')),
+}
+#: The cosine's floor of the paper rows ("to 1e-8 over the course of training").
+PAPER_MIN_LR = 1e-8
+
+
+def _hooks_block(guidance: Guidance, loss_inputs: Sequence[Tuple[str, object]],
+                 map_args: Sequence[Tuple[str, object]], proxy_scale: float) -> str:
+    """The two DA-VPT hooks: the class-to-prompt map and the metric loss."""
+    lines = ['custom_hooks = [\n', '    dict(\n', "        type='ClassPromptMappingHook',\n"]
+    lines += [_arg(' ' * 8, k, v) for k, v in map_args]
+    lines[-1] = lines[-1].rstrip(',\n') + '),\n'
+    lines += ['    dict(\n', "        type='PromptMetricLossHook',\n",
+              f'        beta={guidance.beta!r},\n', f'        lam={guidance.lam!r},\n',
+              '        margin=0.1,\n', '        alpha=32,\n',
+              f'        proxy_scale={proxy_scale!r},\n']
+    lines += [_arg(' ' * 8, k, v) for k, v in loss_inputs]
+    lines += ['        patch_topk=None),\n', ']\n']
+    return ''.join(lines)
 
 
 def _method_note(method: Method, guidance: Guidance, layers: int) -> str:
@@ -578,19 +727,18 @@ def _method_note(method: Method, guidance: Guidance, layers: int) -> str:
     if not method.hooks:
         return _comment(f'VPT-Deep: {guidance.num_prompts} prompts in each of the {layers} '
                         'layers; no metric loss, no class-to-prompt mapping.')
-    origin = ("the authors' released config" if guidance.source == 'authors' else
-              'the documented default (no released setting)')
     note = (f'Guided layers {_fmt(guidance.guided_layers)} (0-based) with '
             f'{guidance.num_guided_prompts} prompts, {guidance.num_prompts} prompts in the other '
-            f'layers, beta {guidance.beta}, lambda {guidance.lam}: {origin}.')
+            f'layers, beta {guidance.beta}, lambda {guidance.lam}: the documented default (no '
+            'released setting).')
     if method.bias_tune:
         note += (' DA-VPT+: the K and V biases of attention train too '
                  f'(bias_tune={method.bias_tune!r}).')
     return _comment(note)
 
 
-def _calibration_note(method: Method, backbone: PretrainedBackbone, cal: Calibration) -> str:
-    """The origin of a DA-VPT classification config's setting."""
+def _row_note(cal: Calibration) -> str:
+    """The origin of a DA-VPT classification config's per-task values."""
     origin = (f"The authors' setting for this task and backbone (row {cal.config} of "
               'tools/authors_hyperparameters.csv)' if cal.config else
               "No authors' config for this task and backbone (tools/authors_hyperparameters.csv)")
@@ -600,19 +748,45 @@ def _calibration_note(method: Method, backbone: PretrainedBackbone, cal: Calibra
             f'layers, beta {guidance.beta}, lambda {guidance.lam}, proxy scale '
             f'{cal.proxy_scale}, frozen-backbone drop-path {cal.drop_path}, lr {cal.lr}, weight '
             f'decay {cal.weight_decay} (head weight: {cal.head_weight_decay}; biases and 1-D '
-            'parameters: none), class-to-prompt map re-clustered ' +
-            (f'from the end of epoch {cal.first_update} on' if cal.first_update else 'never') +
-            (f', class-balanced batches of {SAMPLES_PER_CLASS} images per class'
-             if cal.class_balanced else '') + '.')
+            'parameters: none), prompts initialized xavier x '
+            f'{cal.prompt_init_scale}, class-to-prompt map re-clustered ' +
+            (f'at the end of epoch {cal.first_update} and every epoch after'
+             if cal.first_update else 'never') +
+            f', batches of {cal.samples_per_class} images per class slot.')
     if cal.notes:
         note += ' Gap rules: ' + '; '.join(cal.notes) + '.'
-    if backbone.davpt_out_type == 'avg_featmap':
-        note += (' The head reads the mean of the patch tokens (the authors\' global pooling '
-                 f'of {backbone.title}).')
-    if method.bias_tune:
-        note += (' DA-VPT+: the K and V biases of attention train too '
-                 f'(bias_tune={method.bias_tune!r}).')
+    if cal.config in PARSER_DROPPED:
+        note += (" As released, the authors' parser drops keys of this file and runs: "
+                 f'{PARSER_DROPPED[cal.config]}.')
     return _comment(note)
+
+
+def _family_note(method: Method, backbone: PretrainedBackbone, task: Task, family: str,
+                 cal: Calibration) -> str:
+    if family == 'paper':
+        text = ('Paper row: the paper where it speaks (' +
+                ('the K and V biases train, ' if method.bias_tune else '') +
+                ('images resized directly to 224x224, ' if task.benchmark == 'vtab' else '') +
+                'batch 32, cosine to 1e-8, the paper\'s loss inputs), the authors\' code where it '
+                'is silent (weights, prompt init, the map\'s LayerNorm / timing / unseen classes '
+                '/ initial clustering, class-slot batches, the cosine over all 100 epochs, '
+                'gradient clipping by value 10, fp16, CLS-token weight decay, head init, ' +
+                ('pooling over prompts and patches, ' if backbone.key == 'mae' else '') +
+                'PIL bicubic resizing).')
+    else:
+        if method.bias_tune:
+            trained = ('their bias set: ' + ', '.join(cal.bias_parts) +
+                       (' and the CLS token' if cal.learnable_cls_token else ''))
+        else:
+            trained = ("every bias flag off (DA-VPT has no bias tuning; each of the authors' "
+                       'files is DA-VPT+)')
+        text = ("Authors'-code row: the authors' code everywhere: their loss inputs (raw "
+                'prompts, per-image mean of the block-input patches, positive term over every '
+                f'prompt), {trained}, ' +
+                ('short-side resize and centre crop, ' if task.benchmark == 'vtab' else '') +
+                f'batch {cal.batch_size} with {cal.samples_per_class} images per class, cosine '
+                f'to {cal.min_lr:g}.')
+    return _comment(text)
 
 
 def _multiplier(base: float, target: float) -> float:
@@ -627,22 +801,23 @@ def _multiplier(base: float, target: float) -> float:
     raise ValueError(f'no multiplier gives weight decay {target!r} exactly on base {base!r}')
 
 
-def _optim_block(cal: Calibration, bias_tune: Optional[str]) -> str:
+def _optim_block(cal: Calibration) -> str:
     """The optimizer with the authors' per-group weight decays, exactly.
 
     mmengine's custom keys scale the base weight decay (``decay_mult``): the base is the
     prompts' decay (the head's where the prompts get none), and each group's multiplier gives
-    its decay exactly. Biases and 1-D parameters get none, nor ``kv_bias`` (DA-VPT+'s K and V
-    biases, a 3-D parameter not named ``bias``).
+    its decay exactly. The CLS token decays as the prompts (the authors decay every trained
+    weight of more than one dimension); biases (every parameter named ``*bias*``, the tuned
+    parts included), norms and 1-D parameters get none.
     """
     base = cal.weight_decay if cal.weight_decay else cal.head_weight_decay
     keys = {'backbone.prompts': _multiplier(base, cal.weight_decay),
-            'head.fc.weight': _multiplier(base, cal.head_weight_decay)}
-    if bias_tune is not None:
-        keys['backbone.kv_bias'] = 0.0
+            'backbone.cls_token': _multiplier(base, cal.weight_decay),
+            'head.fc.weight': _multiplier(base, cal.head_weight_decay),
+            'bias': 0.0}
     lines = [
-        '# Weight decay: prompts {}, head weight {}; biases, 1-D parameters{}: none.\n'.format(
-            cal.weight_decay, cal.head_weight_decay, ' and kv_bias' if bias_tune else ''),
+        _comment(f'Weight decay: prompts and CLS token {cal.weight_decay}, head weight '
+                 f'{cal.head_weight_decay}; biases, norms and 1-D parameters: none.'),
         'optim_wrapper = dict(\n',
         f'    optimizer=dict(lr={cal.lr!r}, weight_decay={base!r}),\n',
         '    paramwise_cfg=dict(\n',
@@ -656,6 +831,23 @@ def _optim_block(cal: Calibration, bias_tune: Optional[str]) -> str:
     return ''.join(lines)
 
 
+def _schedule_block(warmup_lr: float, min_lr: float) -> str:
+    return ('# timm\'s cosine (the authors\'): over all 100 epochs from 0, the warm-up included, '
+            'per iteration.\n'
+            'param_scheduler = [\n'
+            '    dict(\n'
+            "        type='WarmupCosineLR',\n"
+            '        T_max=100,\n'
+            '        warmup_epochs=10,\n'
+            f'        warmup_start_lr={warmup_lr!r},\n'
+            f'        eta_min={min_lr!r},\n'
+            '        by_epoch=True,\n'
+            '        begin=0,\n'
+            '        end=100,\n'
+            '        convert_to_iter_based=True),\n'
+            ']\n')
+
+
 def _reference_note(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
     ref = REFERENCE_FGVC.get((backbone.key, method.key), {}).get(task.key)
     if ref is None:
@@ -663,15 +855,99 @@ def _reference_note(method: Method, backbone: PretrainedBackbone, task: Task) ->
     return _comment(f'Paper (top-1 %, mean of 3 seeds): {ref}')
 
 
-def render_cls(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
-    """The text of one classification config."""
+def _dataset_args(task: Task) -> str:
+    if task.benchmark == 'fgvc':
+        return (f'data_root={task.data_root!r}, num_classes={task.num_classes}, '
+                f'image_dir={task.image_dir!r}')
+    return f'data_root={task.data_root!r}, num_classes={task.num_classes}'
+
+
+def _bench_title(task: Task) -> str:
+    return 'FGVC' if task.benchmark == 'fgvc' else f'VTAB-1k {task.group}'
+
+
+def render_davpt_cls(method: Method, backbone: PretrainedBackbone, task: Task,
+                     family: str) -> str:
+    """The text of one DA-VPT / DA-VPT+ classification config of a family."""
     cal = calibrations()[(backbone.key, task.key)]
-    if method.hooks:
-        guidance = cal.guidance
-        note = _calibration_note(method, backbone, cal)
+    guidance = cal.guidance
+    authors = family == 'authors'
+    batch = cal.batch_size if authors else 32
+    if task.benchmark == 'vtab' and authors:
+        data_base = 'vtab_bs32_224_resize-crop.py'
     else:
-        guidance = Guidance(num_prompts=task.vpt_deep_prompts)
-        note = _method_note(method, guidance, 12)
+        data_base = 'fgvc_bs32_224.py' if task.benchmark == 'fgvc' else 'vtab_bs32_224.py'
+    lines = [
+        HEADER, '#\n',
+        _comment(f'{method.title} on {task.title} ({_bench_title(task)}), ViT-B/16 pre-trained '
+                 f'{backbone.title}; 1 GPU x {batch} images, 100 epochs, 224x224.'),
+        _family_note(method, backbone, task, family, cal),
+        _row_note(cal),
+        _reference_note(method, backbone, task) if not authors else '',
+        '_base_ = [\n',
+        "    '../../_base_/models/davpt_vit-b16_xavier-stacked.py',\n",
+        f"    '../../_base_/datasets/{data_base}',\n",
+        "    '../../_base_/schedules/adamw_fp16_100e_warmup10_timm-cosine.py',\n",
+        "    '../../_base_/default_runtime_cls.py',\n",
+        ']\n\n',
+        'model = dict(\n',
+        '    backbone=dict(\n',
+        f'        num_prompts={guidance.num_prompts},\n',
+        _arg(' ' * 8, 'guided_layers', guidance.guided_layers),
+        f'        num_guided_prompts={guidance.num_guided_prompts},\n',
+    ]
+    if not authors:
+        lines.append(_arg(' ' * 8, 'bias_tune', method.bias_tune))
+    elif method.bias_tune:
+        lines.append(_arg(' ' * 8, 'bias_tune', cal.bias_parts))
+        lines.append(f'        learnable_cls_token={cal.learnable_cls_token!r},\n')
+    else:
+        lines.append('        bias_tune=None,\n')
+    lines += [
+        f'        prompt_init_scale={cal.prompt_init_scale!r},\n',
+        f'        frozen_drop_path_rate={cal.drop_path!r},\n',
+    ]
+    if backbone.davpt_out_type != 'cls_token':
+        lines.append(f'        out_type={backbone.davpt_out_type!r},\n')
+    lines += [
+        f"        init_cfg=dict(type='Pretrained', checkpoint={backbone.checkpoint!r})),\n",
+        f'    data_preprocessor=dict(num_classes={task.num_classes}),\n',
+        f'    head=dict(num_classes={task.num_classes}))\n\n',
+    ]
+    dataset = _dataset_args(task)
+    if not cal.class_balanced:
+        raise ValueError(f'{backbone.key} {task.key}: every authors\' file samples by class')
+    lines += [
+        'train_dataloader = dict(\n',
+        f'    batch_size={batch},\n',
+        '    sampler=dict(\n',
+        "        type='ClassBalancedSampler', mode='class_slots', "
+        f'batch_size={batch}, samples_per_class={cal.samples_per_class}),\n',
+        f'    dataset=dict({dataset}))\n',
+        f'val_dataloader = dict(dataset=dict({dataset}))\n',
+        f'test_dataloader = dict(dataset=dict({dataset}))\n',
+    ]
+    if batch != 32:
+        lines.append(f'auto_scale_lr = dict(base_batch_size={batch})\n')
+    lines.append('\n')
+    lines += [_optim_block(cal), _schedule_block(cal.warmup_lr,
+                                                 cal.min_lr if authors else PAPER_MIN_LR), '\n']
+    map_args = (('samples_per_class', 10), ('interval', None),
+                ('first_update', cal.first_update)) + CLS_MAP_TIMING + MAP_OPTIONS
+    if authors and cal.zero_scale:
+        lines.append(_comment("The file's proxy scale 0 makes both metric terms constant: "
+                              'beta = lambda = 0 trains the same.'))
+        guidance = Guidance(guidance.guided_layers, guidance.num_guided_prompts,
+                            guidance.num_prompts, 0.0, 0.0, guidance.source)
+    lines.append(_hooks_block(guidance, LOSS_INPUTS[family], map_args, cal.proxy_scale))
+    return ''.join(lines)
+
+
+def render_baseline_cls(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
+    """The text of one baseline classification config (VPT-Deep, linear probe, full FT)."""
+    cal = calibrations()[(backbone.key, task.key)]
+    guidance = Guidance(num_prompts=task.vpt_deep_prompts)
+    note = _method_note(method, guidance, 12)
     lr = method.lr
     if method.key == 'vpt-deep':
         if cal.config:
@@ -683,10 +959,9 @@ def render_cls(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
                              'and backbone).')
     model_base = 'vit-b16_full-ft.py' if method.full else 'davpt_vit-b16.py'
     data_base = 'fgvc_bs32_224.py' if task.benchmark == 'fgvc' else 'vtab_bs32_224.py'
-    bench = 'FGVC' if task.benchmark == 'fgvc' else f'VTAB-1k {task.group}'
     lines = [
         HEADER, '#\n',
-        _comment(f'{method.title} on {task.title} ({bench}), ViT-B/16 pre-trained '
+        _comment(f'{method.title} on {task.title} ({_bench_title(task)}), ViT-B/16 pre-trained '
                  f'{backbone.title}; 1 GPU x 32 images, 100 epochs, 224x224.'),
         note,
         _reference_note(method, backbone, task),
@@ -701,35 +976,28 @@ def render_cls(method: Method, backbone: PretrainedBackbone, task: Task) -> str:
     ]
     if not method.full:
         lines += [line + '\n' for line in _backbone_prompt_lines(method, guidance, ' ' * 8)]
-    if method.hooks:
-        lines.append(f'        frozen_drop_path_rate={cal.drop_path!r},\n')
-        if backbone.davpt_out_type != 'cls_token':
-            lines.append(f'        out_type={backbone.davpt_out_type!r},\n')
+    dataset = _dataset_args(task)
     lines += [
         f"        init_cfg=dict(type='Pretrained', checkpoint={backbone.checkpoint!r})),\n",
         f'    data_preprocessor=dict(num_classes={task.num_classes}),\n',
         f'    head=dict(num_classes={task.num_classes}))\n\n',
     ]
-    if task.benchmark == 'fgvc':
-        dataset = (f'data_root={task.data_root!r}, num_classes={task.num_classes}, '
-                   f'image_dir={task.image_dir!r}')
-    else:
-        dataset = f'data_root={task.data_root!r}, num_classes={task.num_classes}'
-    for loader in ('train', 'val', 'test'):
-        if loader == 'train' and method.hooks and cal.class_balanced:
-            lines += ['train_dataloader = dict(\n',
-                      '    sampler=dict(type=\'ClassBalancedSampler\', '
-                      f'samples_per_class={SAMPLES_PER_CLASS}),\n',
-                      f'    dataset=dict({dataset}))\n']
-            continue
-        lines.append(f'{loader}_dataloader = dict(dataset=dict({dataset}))\n')
+    lines += [f'{loader}_dataloader = dict(dataset=dict({dataset}))\n'
+              for loader in ('train', 'val', 'test')]
     lines.append('\n')
-    if method.hooks:
-        lines += [_optim_block(cal, method.bias_tune), '\n', _hooks_block(guidance, None, cal)]
-    else:
-        lines.append(f'optim_wrapper = dict(optimizer=dict(lr={lr!r}, '
-                     f'weight_decay={method.weight_decay!r}))\n')
+    lines.append(f'optim_wrapper = dict(optimizer=dict(lr={lr!r}, '
+                 f'weight_decay={method.weight_decay!r}))\n')
     return ''.join(lines)
+
+
+def render_cls(method: Method, backbone: PretrainedBackbone, task: Task,
+               family: str = 'paper') -> str:
+    """The text of one classification config."""
+    if method.hooks:
+        return render_davpt_cls(method, backbone, task, family)
+    if family != 'paper':
+        raise ValueError(f"{method.key} has no authors'-code rows")
+    return render_baseline_cls(method, backbone, task)
 
 
 def _seg_aux_heads(num_classes: int) -> str:
@@ -776,6 +1044,12 @@ def render_seg_heads_base(task: SegTask) -> str:
     ])
 
 
+#: The authors' segmentation backbone (segmentation/models/vit.py): prompts xavier / 8 and
+#: loss_vpt_scale_ratio 5 by default.
+SEG_PROMPT_INIT_SCALE = 0.125
+SEG_PROXY_SCALE = 5.0
+
+
 def render_seg(method: Method, task: SegTask) -> str:
     """The text of one segmentation config."""
     guidance = task.guidance
@@ -791,6 +1065,11 @@ def render_seg(method: Method, task: SegTask) -> str:
                  'and 18 (1-based), as the paper.'),
         _method_note(method, guidance, 24),
     ]
+    if method.hooks:
+        lines.append(_comment(
+            "Where the paper is silent, the authors' segmentation code: prompts initialized "
+            'xavier / 8, proxy scale 5, the map\'s LayerNorm-normalized cosine k-means with '
+            'random initialization (1 run, 20 iterations).'))
     if ref is not None:
         lines.append(_comment(f'Paper (mIoU %, single-scale / multi-scale): {ref[0]} / {ref[1]}'))
     lines += [
@@ -821,6 +1100,9 @@ def render_seg(method: Method, task: SegTask) -> str:
     ]
     if not method.full:
         lines += [line + '\n' for line in _backbone_prompt_lines(method, guidance, ' ' * 8)]
+    if method.hooks:
+        lines += ["        prompt_init='xavier_stacked',\n",
+                  f'        prompt_init_scale={SEG_PROMPT_INIT_SCALE!r},\n']
     lines += [
         f"        init_cfg=dict(type='Pretrained', checkpoint={SEG_BACKBONE.checkpoint!r})),\n",
         f"    test_cfg=dict(mode='slide', crop_size=crop_size, stride=({task.stride}, "
@@ -834,7 +1116,10 @@ def render_seg(method: Method, task: SegTask) -> str:
         lines += [
             '\n', f'# The class-to-prompt map is updated every {task.mapping_interval} '
             'iterations (one pass over the training set).\n',
-            _hooks_block(guidance, task.mapping_interval)
+            _hooks_block(guidance, LOSS_INPUTS['paper'],
+                         (('samples_per_class', 10),
+                          ('interval', task.mapping_interval)) + MAP_OPTIONS,
+                         SEG_PROXY_SCALE)
         ]
     return ''.join(lines)
 
@@ -856,6 +1141,9 @@ def render_all() -> Dict[str, str]:
             for task in TASKS:
                 files[cls_config_path(method, backbone, task)] = render_cls(
                     method, backbone, task)
+                if method.hooks:
+                    files[cls_config_path(method, backbone, task, 'authors')] = render_cls(
+                        method, backbone, task, 'authors')
     for task in SEG_TASKS:
         files[seg_heads_base_path(task)] = render_seg_heads_base(task)
     for method in SEG_METHODS:

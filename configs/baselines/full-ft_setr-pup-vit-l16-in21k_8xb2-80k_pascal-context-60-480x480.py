@@ -32,7 +32,7 @@ model = dict(
         patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
         interpolate_mode='bilinear',
         drop_rate=0.0,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_in21k_mmseg.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_jx384_mmseg.pth')),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(320, 320)))
 
 # 8 GPUs x 2 images = 16 per iteration, as SETR.

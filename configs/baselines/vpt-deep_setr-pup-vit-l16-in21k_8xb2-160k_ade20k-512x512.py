@@ -36,7 +36,7 @@ model = dict(
         guided_layers=(),
         num_guided_prompts=10,
         bias_tune=None,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_in21k_mmseg.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_jx384_mmseg.pth')),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
 # 8 GPUs x 2 images = 16 per iteration, as SETR.

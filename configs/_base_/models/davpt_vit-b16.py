@@ -4,7 +4,9 @@
 # trained to output, what MAE's own linear-probing protocol reads, what the class-to-prompt
 # k-means clusters and what L_ML(p, x_cls) guides; and every converted checkpoint, MAE's
 # included, holds that final norm (ln1), so it loads strictly. The DA-VPT configs of MAE set
-# out_type='avg_featmap' (the mean of the patch tokens, the authors' global pooling).
+# out_type='avg_prompts_patches' (the mean of the final-norm prompt and patch tokens, the
+# authors' global pooling); they inherit davpt_vit-b16_xavier-stacked.py, this file with the
+# authors' initializations.
 # Images are normalized with ImageNet's mean and std, as VPT does for every backbone.
 model = dict(
     type='ImageClassifier',

@@ -1,6 +1,7 @@
 # The paper's classification schedule: AdamW, batch 32, 100 epochs, 10 epochs of linear warm-up,
-# then cosine decay to 1e-8. Each config sets its learning rate and weight decay (the DA-VPT ones:
-# the authors' per-task values, tools/authors_hyperparameters.csv).
+# then cosine decay to 1e-8, as the baselines and the custom configs use it. Each config sets its
+# learning rate and weight decay. The DA-VPT configs use the authors' shape of it:
+# adamw_fp16_100e_warmup10_timm-cosine.py.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4))

@@ -13,7 +13,7 @@ _base_ = [
 
 model = dict(
     backbone=dict(
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k-augreg.pth')),
     data_preprocessor=dict(num_classes=120),
     head=dict(num_classes=120))
 

@@ -17,7 +17,7 @@ model = dict(
         guided_layers=(),
         num_guided_prompts=0,
         bias_tune=None,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k-augreg.pth')),
     data_preprocessor=dict(num_classes=100),
     head=dict(num_classes=100))
 

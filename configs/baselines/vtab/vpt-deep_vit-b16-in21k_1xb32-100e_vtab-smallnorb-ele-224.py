@@ -19,7 +19,7 @@ model = dict(
         guided_layers=(),
         num_guided_prompts=10,
         bias_tune=None,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k-augreg.pth')),
     data_preprocessor=dict(num_classes=9),
     head=dict(num_classes=9))
 

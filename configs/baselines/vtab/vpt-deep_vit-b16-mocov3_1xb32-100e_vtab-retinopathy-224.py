@@ -4,7 +4,8 @@
 # VPT-Deep on Retinopathy (VTAB-1k Specialized), ViT-B/16 pre-trained MoCo v3; 1 GPU x 32 images,
 # 100 epochs, 224x224.
 # VPT-Deep: 10 prompts in each of the 12 layers; no metric loss, no class-to-prompt mapping.
-# lr 0.001: VPT-Deep's default (no authors' config for this task and backbone).
+# lr 0.005: the authors' DA-VPT lr for this task and backbone (vtab_mae_retinopathy), so that the
+# comparison is like for like.
 _base_ = [
     '../../_base_/models/davpt_vit-b16.py',
     '../../_base_/datasets/vtab_bs32_224.py',
@@ -26,4 +27,4 @@ train_dataloader = dict(dataset=dict(data_root='data/vtab-1k/diabetic_retinopath
 val_dataloader = dict(dataset=dict(data_root='data/vtab-1k/diabetic_retinopathy', num_classes=5))
 test_dataloader = dict(dataset=dict(data_root='data/vtab-1k/diabetic_retinopathy', num_classes=5))
 
-optim_wrapper = dict(optimizer=dict(lr=0.001, weight_decay=0.0001))
+optim_wrapper = dict(optimizer=dict(lr=0.005, weight_decay=0.0001))
