@@ -79,7 +79,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 __all__ = [
     'ALIASES', 'AUTHORS_CSV', 'AUTHORS_SUFFIX', 'BACKBONES', 'BIAS_PARTS', 'CLS_METHODS',
     'Calibration', 'DAVPT_METHODS', 'FAMILIES', 'FGVC_TASKS', 'GENERATED_DIRS', 'Guidance',
-    'L2_PROMPT_FILES', 'MASK_FILES', 'Method', 'PARAMS_DEFAULTS', 'PARSER_DROPPED', 'PretrainedBackbone', 'REFERENCE_FGVC',
+    'L2_PROMPT_FILES', 'MASK_FILES', 'Method', 'PARAMS_DEFAULTS', 'PARSER_DROPPED',
+    'PretrainedBackbone', 'REFERENCE_FGVC',
     'REFERENCE_GROUPS', 'REFERENCE_SEG', 'SEG_METHODS', 'SEG_TASKS', 'SegTask', 'TASKS', 'Task',
     'VTAB_GROUPS', 'VTAB_TASKS', 'authors_bias_parts', 'calibrations', 'check',
     'cls_config_path', 'main', 'read_authors_table', 'render_all', 'seg_config_path', 'write_all'

@@ -6,13 +6,16 @@ from functools import partial
 from unittest import TestCase, mock
 
 import torch
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 import torch.nn as nn
 import torch.nn.functional as F
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.models.backbones import DeepPrompts, PromptOptions
 from mmda_vpt.models.backbones.prompts import patches_only_mask
-from .authors_code import model_creator, reference_dir
+from mmda_vpt.utils.vit_checkpoint import timm_to_host
+from .authors_code import (authors_args, build_authors_model, model_creator, reference_dir,
+                           yaml_paths)
 from .test_bias_tuning import build_pretrain, build_seg, randomize
 
 OPTION_SETS = [dict(), dict(prompt_norm='l2'), dict(prompt_attn_mask='patches_only'),
@@ -215,3 +218,60 @@ class TestAgainstAuthorsCode(TestCase):
                     ours, _ = model._block(index, x, guided=False, want_maps=False)
                     their_out, _ = theirs(x)
                 torch.testing.assert_close(ours, their_out, atol=1e-5, rtol=1e-5)
+
+    def test_whole_model_is_theirs(self):
+        """Their tiny ``PromptVisionTransformer`` for ``fgvc/vitb_cub200.yaml`` (which sets both
+        ``vpt_norm: l2`` and ``mask: true``) and ours with the same weights: the last block's
+        output, prompt rows included, and the final CLS feature agree, with each switch on and
+        off in both."""
+        (path, ) = [p for p in yaml_paths(reference_dir()) if p.endswith('fgvc/vitb_cub200.yaml')]
+        for vpt_norm, mask in (('l2', True), ('none', False), ('l2', False), ('none', True)):
+            with self.subTest(vpt_norm=vpt_norm, mask=mask):
+                args = authors_args(self.mc, path, vpt_norm=vpt_norm, mask=mask)
+                theirs = build_authors_model(self.mc, args, tiny=True).eval()
+                torch.manual_seed(3)
+                with torch.no_grad():  # fresh values: without timm's init some are unset
+                    for name, p in theirs.named_parameters():
+                        if not any(f'attn.{x}.' in name for x in 'qkv'):
+                            p.copy_(torch.randn_like(p) * 0.5)
+                for block in theirs.blocks:
+                    block.attn._separate_qkv_params()
+                guided = tuple(theirs.p_idxs)
+                ours = PRETRAIN_MODELS.build(dict(
+                    type='DAVPTViT', _scope_='mmpretrain',
+                    arch=dict(embed_dims=32, num_layers=12, num_heads=2,
+                              feedforward_channels=128),
+                    img_size=32, patch_size=16, num_prompts=args.num_prompts,
+                    num_guided_prompts=args.proxy_prompt_len, guided_layers=guided,
+                    norm_cfg=dict(type='LN', eps=1e-6),
+                    prompt_norm='l2' if vpt_norm == 'l2' else None,
+                    prompt_attn_mask='patches_only' if mask else None)).eval()
+                state = {k: v for k, v in theirs.state_dict().items()
+                         if not k.startswith(('head.', 'proxy_prompt', 'other_prompt'))
+                         and not any(f'attn.{x}.' in k for x in 'qkv')}
+                missing, unexpected = ours.load_state_dict(timm_to_host(state, 'mmpretrain'),
+                                                           strict=False)
+                self.assertEqual(unexpected, [])
+                self.assertTrue(all(k.startswith('prompts.') for k in missing), missing)
+                with torch.no_grad():
+                    for i in range(12):
+                        own = theirs.proxy_prompt_tokens[guided.index(i)] if i in guided \
+                            else theirs.other_prompt_tokens[theirs.o_idxs.index(i)]
+                        ours.prompts[str(i)].copy_(own)
+                img = torch.randn(2, 3, 32, 32)
+                last = {}
+                block = ours._block
+
+                def keep_last(index, x, *rest):
+                    out = block(index, x, *rest)
+                    if index == 11:
+                        last['ours'] = out[0]
+                    return out
+
+                theirs.blocks[-1].register_forward_hook(
+                    lambda module, inputs, output: last.update(theirs=output[0]))
+                with torch.no_grad(), mock.patch.object(ours, '_block', keep_last):
+                    their_cls = theirs.forward_features(img)[0]
+                    our_cls = ours(img)[-1]
+                torch.testing.assert_close(last['ours'], last['theirs'], atol=1e-4, rtol=1e-4)
+                torch.testing.assert_close(our_cls, their_cls, atol=1e-4, rtol=1e-4)
