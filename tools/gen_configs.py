@@ -44,6 +44,10 @@ github.com/Noahsark/DA-VPT ``configs/{fgvc,vtab}/*.yaml``; meanings from their `
 - ``batch``: batch size; ``spc``: images per class in a batch (``samples_per_class``).
 - ``min_lr``: the cosine's floor; ``warmup_lr``: the warm-up's start.
 - ``init_div8``: the prompts' xavier initialization divided by 8 (``prompt_init_scale``).
+- ``L2_PROMPT_FILES`` / ``MASK_FILES`` (constants below, not table columns): the files with
+  ``vpt_norm: "l2"`` (``DAVPTViT.prompt_norm='l2'``) and ``mask: true``
+  (``DAVPTViT.prompt_attn_mask='patches_only'``); the paper is silent on both, so both families
+  follow them; every other file and every task without a file has neither.
 - ``bias_k``, ``norm_norm1``, ``train_cls``: the per-file part of the trained bias set: the K
   bias, LayerNorm 1's weight and bias, the CLS token (every file also trains the V,
   attention-output, fc2 and LayerNorm-2 biases and, through their ``proj.bias`` name match,
@@ -75,7 +79,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 __all__ = [
     'ALIASES', 'AUTHORS_CSV', 'AUTHORS_SUFFIX', 'BACKBONES', 'BIAS_PARTS', 'CLS_METHODS',
     'Calibration', 'DAVPT_METHODS', 'FAMILIES', 'FGVC_TASKS', 'GENERATED_DIRS', 'Guidance',
-    'Method', 'PARAMS_DEFAULTS', 'PARSER_DROPPED', 'PretrainedBackbone', 'REFERENCE_FGVC',
+    'L2_PROMPT_FILES', 'MASK_FILES', 'Method', 'PARAMS_DEFAULTS', 'PARSER_DROPPED',
+    'PretrainedBackbone', 'REFERENCE_FGVC',
     'REFERENCE_GROUPS', 'REFERENCE_SEG', 'SEG_METHODS', 'SEG_TASKS', 'SegTask', 'TASKS', 'Task',
     'VTAB_GROUPS', 'VTAB_TASKS', 'authors_bias_parts', 'calibrations', 'check',
     'cls_config_path', 'main', 'read_authors_table', 'render_all', 'seg_config_path', 'write_all'
@@ -314,6 +319,14 @@ BIAS_PARTS = ('q_bias', 'k_bias', 'v_bias', 'attn_out_bias', 'fc1_bias', 'fc2_bi
 # patch_embed.proj.bias), bias_fc2, bias_norm2.
 _ALWAYS_TUNED = ('v_bias', 'attn_out_bias', 'fc2_bias', 'norm2_bias', 'patch_embed_bias')
 
+#: The authors' files with ``vpt_norm: "l2"``: their prompts are L2-normalized per token before
+#: they enter every block (``DAVPTViT.prompt_norm='l2'``).
+L2_PROMPT_FILES = ('fgvc_mae_cub200', 'fgvc_mae_dogs', 'fgvc_moco_cub200', 'fgvc_vitb_cub200')
+#: The authors' files with ``mask: true``: in every block their prompts attend to the patches
+#: only (``DAVPTViT.prompt_attn_mask='patches_only'``).
+MASK_FILES = ('fgvc_mae_birds', 'fgvc_mae_cars', 'fgvc_mae_cub200', 'fgvc_mae_flowers',
+              'fgvc_moco_flowers', 'fgvc_vitb_cub200')
+
 #: The rows where the authors' released parser drops what the file states (params.py ignores
 #: keys it does not define): file -> what their code runs instead. Both config families take the
 #: file's values.
@@ -363,6 +376,8 @@ class Calibration:
         prompt_init_scale: 1/8 where the file divides the xavier initialization by 8, else 1.
         bias_parts: The bias parts the authors' code trains.
         learnable_cls_token: Whether the authors' code trains the CLS token.
+        prompt_norm: ``'l2'`` for the files of :data:`L2_PROMPT_FILES`, else None.
+        prompt_attn_mask: ``'patches_only'`` for the files of :data:`MASK_FILES`, else None.
         config: The authors' config file; ``''`` for a task without one.
         notes: The gap rules this setting needed, in words.
     """
@@ -382,6 +397,8 @@ class Calibration:
     prompt_init_scale: float
     bias_parts: Tuple[str, ...]
     learnable_cls_token: bool
+    prompt_norm: Optional[str] = None
+    prompt_attn_mask: Optional[str] = None
     config: str = ''
     notes: Tuple[str, ...] = ()
 
@@ -514,6 +531,8 @@ def _calibration(values: Dict[str, object], source: str, config: str,
         prompt_init_scale=0.125 if values['init_div8'] else 1.0,
         bias_parts=authors_bias_parts(values['bias_k'], values['norm_norm1']),
         learnable_cls_token=values['train_cls'],
+        prompt_norm='l2' if config in L2_PROMPT_FILES else None,
+        prompt_attn_mask='patches_only' if config in MASK_FILES else None,
         config=config,
         notes=tuple(notes))
 
@@ -749,7 +768,10 @@ def _row_note(cal: Calibration) -> str:
             f'{cal.proxy_scale}, frozen-backbone drop-path {cal.drop_path}, lr {cal.lr}, weight '
             f'decay {cal.weight_decay} (head weight: {cal.head_weight_decay}; biases and 1-D '
             'parameters: none), prompts initialized xavier x '
-            f'{cal.prompt_init_scale}, class-to-prompt map re-clustered ' +
+            f'{cal.prompt_init_scale}' +
+            (', L2-normalized' if cal.prompt_norm == 'l2' else '') +
+            (', attending to the patches only' if cal.prompt_attn_mask else '') +
+            ', class-to-prompt map re-clustered ' +
             (f'at the end of epoch {cal.first_update} and every epoch after'
              if cal.first_update else 'never') +
             f', batches of {cal.samples_per_class} images per class slot.')
@@ -907,6 +929,10 @@ def render_davpt_cls(method: Method, backbone: PretrainedBackbone, task: Task,
         f'        prompt_init_scale={cal.prompt_init_scale!r},\n',
         f'        frozen_drop_path_rate={cal.drop_path!r},\n',
     ]
+    if cal.prompt_norm is not None:
+        lines.append(f'        prompt_norm={cal.prompt_norm!r},\n')
+    if cal.prompt_attn_mask is not None:
+        lines.append(f'        prompt_attn_mask={cal.prompt_attn_mask!r},\n')
     if backbone.davpt_out_type != 'cls_token':
         lines.append(f'        out_type={backbone.davpt_out_type!r},\n')
     lines += [

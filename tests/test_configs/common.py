@@ -178,6 +178,8 @@ def missing_options() -> List[str]:
         "prompt_init='xavier_stacked', prompt_init_scale": lambda: PromptOptions(
             prompt_init='xavier_stacked', prompt_init_scale=0.125),
         'bias_tune=(parts)': lambda: PromptOptions(bias_tune=('k_bias', 'patch_embed_bias')),
+        "prompt_norm='l2', prompt_attn_mask='patches_only'": lambda: PromptOptions(
+            prompt_norm='l2', prompt_attn_mask='patches_only'),
         "out_type='avg_prompts_patches'": lambda: MODELS.build(dict(
             type='DAVPTViT', arch=tiny, img_size=32, patch_size=16,
             out_type='avg_prompts_patches')),

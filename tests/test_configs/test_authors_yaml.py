@@ -38,7 +38,7 @@ CHECKED = {
     'samples_per_class', 'class_sampler', 'epochs', 'warmup_epochs', 'min_lr', 'warmup_lr',
     'sched_on_updates', 'fp16', 'init_divide_by8', 'bias_q', 'bias_k', 'bias_v', 'bias_proj',
     'bias_fc2', 'bias_norm2', 'norm_norm1', 'train_cls', 'kmeans_norm', 'initial_mapping',
-    'dynamic_kmeans', 'dataset', 'model_name', 'tuning_type',
+    'dynamic_kmeans', 'dataset', 'model_name', 'tuning_type', 'vpt_norm', 'mask',
     # dropped by their parser, followed as meant: the weight of both metric terms; M with the
     # guided layer(s) from prompt_depth on; a misspelled batch_size (32, the default).
     'vpt_and_cls_loss_weight', 'num_last_prompts', 'prompt_depth', 'atch_size',
@@ -57,11 +57,6 @@ NOT_FOLLOWED = {
                           "paper's layer ablation (from a layer to the last); the old reading "
                           '[start, start + depth) would stop short of the last layer in '
                           'mae_cifar100, vitb_cifar100 and vitb_resisc45',
-    'vpt_norm': "'l2' (L2-normalized prompts fed to the blocks) in 4 files has no option yet; "
-                "the others 'none' (the configs' behaviour)",
-    'mask': 'true in 6 FGVC files: their prompts attend to the patches only; this changes only '
-            'the prompt rows of the attention outputs, which are dropped after every block '
-            'except where MAE pools them at the last block (4 MAE FGVC files); no option yet',
     'head_pooling': _NO_EFFECT, 'pooling_type': _NO_EFFECT, 'select_type': _NO_EFFECT,
     'topk': _NO_EFFECT, 'attention_scaling_topk': _NO_EFFECT,
     'attention_scaling_head': _NO_EFFECT, 'select_head_composed_patch': _NO_EFFECT,
@@ -73,7 +68,7 @@ NOT_FOLLOWED = {
     '0': 'a sweep template left in vitb_flower102 / vitb_smallnorb_ele, not a setting',
     '1': 'as 0', '2': 'as 0', '3': 'as 0',
 }
-#: The files whose vpt_norm is 'l2' and whose mask is true (see NOT_FOLLOWED).
+#: The files whose vpt_norm is 'l2' and whose mask is true (prompt_norm, prompt_attn_mask).
 L2_PROMPT_FILES = {'fgvc_mae_cub200', 'fgvc_mae_dogs', 'fgvc_moco_cub200', 'fgvc_vitb_cub200'}
 MASK_FILES = {'fgvc_mae_birds', 'fgvc_mae_cars', 'fgvc_mae_cub200', 'fgvc_mae_flowers',
               'fgvc_moco_flowers', 'fgvc_vitb_cub200'}
@@ -273,6 +268,8 @@ def expected_facts(values: Dict[str, object], backbone: str, task: str, method: 
         model_name=(CHECKPOINTS[backbone], 'avg_prompts_patches' if values['model_name'] ==
                     'mae-B' else 'cls_token'),
         tuning_type='DAVPTViT' if values['tuning_type'] == 'prompt' else values['tuning_type'],
+        prompt_norm='l2' if values['vpt_norm'] == 'l2' else None,
+        prompt_attn_mask='patches_only' if values['mask'] else None,
     )
 
 
@@ -330,6 +327,8 @@ def config_facts(cfg) -> Dict[str, object]:
         dataset=(dataset.data_root, dataset.num_classes, [t.type for t in dataset.pipeline]),
         model_name=(net.init_cfg.checkpoint, net.get('out_type', 'cls_token')),
         tuning_type=net.type,
+        prompt_norm=net.get('prompt_norm'),
+        prompt_attn_mask=net.get('prompt_attn_mask'),
     )
 
 
@@ -386,12 +385,15 @@ class TestAuthorsYaml(TestCase):
         self.assertEqual(l2, L2_PROMPT_FILES)
         masked = {n for n, p in files().items() if read_yaml(p).get('mask') == 'true'}
         self.assertEqual(masked, MASK_FILES)
+        self.assertEqual(set(gen_configs.L2_PROMPT_FILES), L2_PROMPT_FILES)
+        self.assertEqual(set(gen_configs.MASK_FILES), MASK_FILES)
         for name, path in files().items():
             with self.subTest(file=name):
                 args = parse_like_authors(path)
                 # Early stopping never fires: the parser keeps the int default -1.
                 self.assertEqual((args.early_stop_thr, args.vpt_loss_stop_thr), (-1, -1))
                 self.assertIn(args.vpt_norm, ('none', 'l2'))
+                self.assertEqual(args.mask, name in MASK_FILES)
 
     def test_parser_drops_loss_weights(self):
         """Item 8: the files whose metric-loss weights their parser loses, and what it runs."""

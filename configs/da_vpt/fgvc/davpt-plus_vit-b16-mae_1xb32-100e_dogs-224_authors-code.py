@@ -10,9 +10,9 @@
 # tools/authors_hyperparameters.csv): guided layers (11, ) (0-based) with 10 prompts, 20 prompts in
 # the other layers, beta 0.01, lambda 0.03, proxy scale 1.0, frozen-backbone drop-path 0.0, lr
 # 0.001, weight decay 0.0001 (head weight: 0.05; biases and 1-D parameters: none), prompts
-# initialized xavier x 0.125, class-to-prompt map re-clustered at the end of epoch 11 and every
-# epoch after, batches of 2 images per class slot. Gap rules: proxy scale 0 (which makes the metric
-# terms constant) taken as 1 in paper rows, as beta = lambda = 0 in authors'-code rows.
+# initialized xavier x 0.125, L2-normalized, class-to-prompt map re-clustered at the end of epoch 11
+# and every epoch after, batches of 2 images per class slot. Gap rules: proxy scale 0 (which makes
+# the metric terms constant) taken as 1 in paper rows, as beta = lambda = 0 in authors'-code rows.
 _base_ = [
     '../../_base_/models/davpt_vit-b16_xavier-stacked.py',
     '../../_base_/datasets/fgvc_bs32_224.py',
@@ -29,6 +29,7 @@ model = dict(
         learnable_cls_token=True,
         prompt_init_scale=0.125,
         frozen_drop_path_rate=0.0,
+        prompt_norm='l2',
         out_type='avg_prompts_patches',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_mae.pth')),
     data_preprocessor=dict(num_classes=120),

@@ -11,8 +11,8 @@
 # tools/authors_hyperparameters.csv): guided layers (3, 4, 5, 6, 7, 8, 9, 10, 11) (0-based) with 10
 # prompts, 5 prompts in the other layers, beta 0.05, lambda 0.05, proxy scale 10.0, frozen-backbone
 # drop-path 0.0, lr 0.01, weight decay 1.0 (head weight: 0.05; biases and 1-D parameters: none),
-# prompts initialized xavier x 0.125, class-to-prompt map re-clustered at the end of epoch 11 and
-# every epoch after, batches of 2 images per class slot.
+# prompts initialized xavier x 0.125, attending to the patches only, class-to-prompt map
+# re-clustered at the end of epoch 11 and every epoch after, batches of 2 images per class slot.
 _base_ = [
     '../../_base_/models/davpt_vit-b16_xavier-stacked.py',
     '../../_base_/datasets/fgvc_bs32_224.py',
@@ -30,6 +30,7 @@ model = dict(
         learnable_cls_token=True,
         prompt_init_scale=0.125,
         frozen_drop_path_rate=0.0,
+        prompt_attn_mask='patches_only',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_mocov3.pth')),
     data_preprocessor=dict(num_classes=102),
     head=dict(num_classes=102))

@@ -9,8 +9,8 @@
 # tools/authors_hyperparameters.csv): guided layers (5, 6, 7, 8, 9, 10, 11) (0-based) with 40
 # prompts, 5 prompts in the other layers, beta 0.01, lambda 0.1, proxy scale 5.0, frozen-backbone
 # drop-path 0.0, lr 0.005, weight decay 0.0001 (head weight: 0.5; biases and 1-D parameters: none),
-# prompts initialized xavier x 1.0, class-to-prompt map re-clustered at the end of epoch 2 and every
-# epoch after, batches of 2 images per class slot.
+# prompts initialized xavier x 1.0, attending to the patches only, class-to-prompt map re-clustered
+# at the end of epoch 2 and every epoch after, batches of 2 images per class slot.
 _base_ = [
     '../../_base_/models/davpt_vit-b16_xavier-stacked.py',
     '../../_base_/datasets/fgvc_bs32_224.py',
@@ -26,6 +26,7 @@ model = dict(
         bias_tune=None,
         prompt_init_scale=1.0,
         frozen_drop_path_rate=0.0,
+        prompt_attn_mask='patches_only',
         out_type='avg_prompts_patches',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_mae.pth')),
     data_preprocessor=dict(num_classes=102),

@@ -10,8 +10,8 @@
 # tools/authors_hyperparameters.csv): guided layers (11, ) (0-based) with 20 prompts, 40 prompts in
 # the other layers, beta 0.1, lambda 0.02, proxy scale 1.0, frozen-backbone drop-path 0.1, lr 0.005,
 # weight decay 1.0 (head weight: 0.1; biases and 1-D parameters: none), prompts initialized xavier x
-# 0.125, class-to-prompt map re-clustered at the end of epoch 2 and every epoch after, batches of 2
-# images per class slot.
+# 0.125, L2-normalized, class-to-prompt map re-clustered at the end of epoch 2 and every epoch
+# after, batches of 2 images per class slot.
 _base_ = [
     '../../_base_/models/davpt_vit-b16_xavier-stacked.py',
     '../../_base_/datasets/fgvc_bs32_224.py',
@@ -27,6 +27,7 @@ model = dict(
         bias_tune=None,
         prompt_init_scale=0.125,
         frozen_drop_path_rate=0.1,
+        prompt_norm='l2',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_mocov3.pth')),
     data_preprocessor=dict(num_classes=200),
     head=dict(num_classes=200))

@@ -53,8 +53,8 @@ class AttentionRecorder:
         finally:
             self.layers = None
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: int,
-               rows: int) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: int, rows: int,
+               attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Attention with an explicit softmax; keeps the first ``rows`` rows as ``maps[index]``.
 
         Args:
@@ -63,12 +63,17 @@ class AttentionRecorder:
             v (Tensor): Values (B, heads, T, d).
             index (int): The layer.
             rows (int): Leading query rows to keep (prefix tokens and prompts).
+            attn_mask (Tensor, optional): A (T, T) bool mask, True where a query may attend
+                to a key (as ``scaled_dot_product_attention``'s); masked entries of the maps
+                are 0. Defaults to None (none).
 
         Returns:
             Tensor: The attention output (B, heads, T, d).
         """
         scale = q.shape[-1]**-0.5
         attn = (q * scale) @ k.transpose(-2, -1)
+        if attn_mask is not None:
+            attn = attn.masked_fill(~attn_mask, float('-inf'))
         attn = attn.softmax(dim=-1)
         self.maps[index] = attn[:, :, :rows].detach()
         return attn @ v

@@ -32,9 +32,9 @@ class DAVPTViT(PromptedViTMixin, VisionTransformer):
         *args: mmpretrain ``VisionTransformer`` positional arguments (``arch``, ...).
         **kwargs: The prompt options of :class:`~.prompt_options.PromptOptions`
             (``num_prompts``, ``guided_layers``, ``num_guided_prompts``, ``prompt_dropout``,
-            ``prompt_init``, ``prompt_init_scale``, ``bias_tune``, ``learnable_cls_token``,
-            ``with_cp``, ``frozen_drop_path_rate``), and mmpretrain ``VisionTransformer``
-            arguments.
+            ``prompt_init``, ``prompt_init_scale``, ``prompt_norm``, ``prompt_attn_mask``,
+            ``bias_tune``, ``learnable_cls_token``, ``with_cp``, ``frozen_drop_path_rate``),
+            and mmpretrain ``VisionTransformer`` arguments.
     """
     OUT_TYPES = VisionTransformer.OUT_TYPES | {'avg_prompts_patches'}
 

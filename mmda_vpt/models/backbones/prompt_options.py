@@ -8,9 +8,14 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-__all__ = ['PromptOptions', 'PROMPT_INITS', 'BIAS_TUNE_MODES', 'BIAS_PARTS', 'QKV_BIAS_PARTS']
+__all__ = ['PromptOptions', 'PROMPT_INITS', 'PROMPT_NORMS', 'PROMPT_ATTN_MASKS', 'BIAS_TUNE_MODES',
+           'BIAS_PARTS', 'QKV_BIAS_PARTS']
 
 PROMPT_INITS = ('uniform', 'xavier', 'xavier_stacked')
+#: How the prompts are normalized before they enter a block (None: as they are).
+PROMPT_NORMS = (None, 'l2')
+#: Which keys the prompts' queries may attend to (None: every token).
+PROMPT_ATTN_MASKS = (None, 'patches_only')
 BIAS_TUNE_MODES = (None, 'kv', 'all')
 #: The pre-trained tensors that ``bias_tune`` can release, one name each.
 BIAS_PARTS = ('q_bias', 'k_bias', 'v_bias', 'attn_out_bias', 'fc1_bias', 'fc2_bias',
@@ -43,6 +48,16 @@ class PromptOptions:
             Defaults to ``'uniform'``.
         prompt_init_scale (float): The initialized prompts are multiplied by it (the authors'
             code divides by 8 in most rows: 0.125). Defaults to 1.0.
+        prompt_norm (str, optional): ``'l2'``: each prompt token is scaled to unit L2 norm over
+            the width (``F.normalize(p, dim=-1, eps=1e-6)``) in every layer before the prompt
+            dropout and its insertion into the block, guided and other layers alike (the
+            authors' ``vpt_norm: "l2"`` rows); the taps of the metric loss see the normalized
+            prompts too. Defaults to None (the prompts as they are: the paper).
+        prompt_attn_mask (str, optional): ``'patches_only'``: in every block the prompts'
+            queries attend only to the patch tokens, not to the prefix (CLS) tokens, other
+            prompts or themselves; the rows of the prefix tokens and of the patches are
+            unmasked (the authors' ``mask: true`` rows). Defaults to None (full attention:
+            the paper).
         bias_tune (str | Sequence[str], optional): DA-VPT+'s pre-trained tensors that train:
             ``'kv'`` the K and V biases of attention (the paper); ``'all'`` also the biases of
             the attention output projection, the second MLP layer, the LayerNorms and the final
@@ -67,6 +82,8 @@ class PromptOptions:
     prompt_dropout: float = 0.0
     prompt_init: str = 'uniform'
     prompt_init_scale: float = 1.0
+    prompt_norm: Optional[str] = None
+    prompt_attn_mask: Optional[str] = None
     bias_tune: Union[None, str, Sequence[str]] = None
     learnable_cls_token: bool = False
     with_cp: bool = False
@@ -89,6 +106,12 @@ class PromptOptions:
             raise ValueError('prompt_init_scale must be a positive finite number, got '
                              f'{self.prompt_init_scale!r}')
         self.prompt_init_scale = float(self.prompt_init_scale)
+        if self.prompt_norm not in PROMPT_NORMS:
+            raise ValueError(
+                f'prompt_norm must be one of {PROMPT_NORMS}, got {self.prompt_norm!r}')
+        if self.prompt_attn_mask not in PROMPT_ATTN_MASKS:
+            raise ValueError(f'prompt_attn_mask must be one of {PROMPT_ATTN_MASKS}, got '
+                             f'{self.prompt_attn_mask!r}')
         self.bias_tune = self._check_bias_tune(self.bias_tune)
         if not 0.0 <= self.prompt_dropout < 1.0:
             raise ValueError(f'prompt_dropout must be in [0, 1), got {self.prompt_dropout}')

@@ -37,7 +37,7 @@ from .attention_recorder import AttentionRecorder
 from .bias_tuning import qkv_row_indices, qkv_rows, tuned_qkv_bias, tuned_qkv_name
 from .block_parts import BlockParts
 from .prompt_options import QKV_BIAS_PARTS, PromptOptions
-from .prompts import DeepPrompts
+from .prompts import DeepPrompts, patches_only_mask
 from .taps import LayerTaps, PromptTaps
 
 __all__ = ['PromptedViTMixin', 'PromptTaps', 'BlockParts']
@@ -87,6 +87,8 @@ class PromptedViTMixin:
         self.guided_layers = guided_layers
         self.prompt_init = options.prompt_init
         self.prompt_init_scale = options.prompt_init_scale
+        self.prompt_norm = options.prompt_norm
+        self.prompt_attn_mask = options.prompt_attn_mask
         self.bias_tune = options.bias_tune
         self.bias_parts = options.bias_parts
         self.learnable_cls_token = options.learnable_cls_token
@@ -103,7 +105,7 @@ class PromptedViTMixin:
                                    num_prefix_tokens, init=options.prompt_init,
                                    dropout=options.prompt_dropout,
                                    init_scale=options.prompt_init_scale,
-                                   guided_layers=guided_layers)
+                                   guided_layers=guided_layers, norm=options.prompt_norm)
         self._init_base_weights()
 
         all_parts = self._all_parts()
@@ -485,6 +487,14 @@ class PromptedViTMixin:
         return tuned_qkv_bias(parts.qkv_bias, None if tuned is None else tuned[index],
                               self.tuned_qkv_rows)
 
+    def _attn_mask(self, index: int, tokens: int,
+                   device: torch.device) -> Optional[torch.Tensor]:
+        """Layer ``index``'s attention mask (``prompt_attn_mask``), or None (full attention)."""
+        count = self.prompt_counts[index]
+        if self.prompt_attn_mask is None or count == 0:
+            return None
+        return patches_only_mask(self.num_prefix_tokens, count, tokens, device)
+
     def _block(self, index: int, x: torch.Tensor, guided: bool,
                want_maps: bool) -> Tuple[torch.Tensor, Optional[LayerTaps]]:
         """One frozen block on ``x`` (B, T, D); returns the output and a guided layer's taps."""
@@ -494,16 +504,17 @@ class PromptedViTMixin:
         h = parts.norm1(x)
         qkv = F.linear(h, parts.qkv_weight, self._qkv_bias(index, parts))
         q, k, v = qkv.view(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        mask = self._attn_mask(index, tokens, x.device)
         if want_maps:
             rows = self.num_prefix_tokens + self.prompt_counts[index]
-            out = self.attention_recorder.attend(q, k, v, index, rows)
+            out = self.attention_recorder.attend(q, k, v, index, rows, attn_mask=mask)
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(batch, tokens, dim)
         taps = None
         if guided:
             start = self.num_prefix_tokens + self.prompt_counts[index]
-            prompt_raw = self.prompts[str(index)]
+            prompt_raw = self.prompts.tokens(index)  # normalized with prompt_norm
             bias = self._qkv_bias(index, parts)
             prompt_query = F.linear(parts.norm1(prompt_raw), parts.qkv_weight[:dim],
                                     None if bias is None else bias[:dim])

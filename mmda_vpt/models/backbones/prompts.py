@@ -5,12 +5,43 @@ the previous layer's prompts with its own, as in VPT-Deep.
 """
 import math
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-__all__ = ['DeepPrompts']
+__all__ = ['DeepPrompts', 'patches_only_mask']
+
+#: The epsilon of ``prompt_norm='l2'`` (the authors' ``L2NormalizationLayer(dim=-1, eps=1e-6)``).
+L2_EPS = 1e-6
+
+
+def patches_only_mask(num_prefix_tokens: int, num_prompts: int, num_tokens: int,
+                      device: Optional[torch.device] = None) -> torch.Tensor:
+    """The attention mask of ``prompt_attn_mask='patches_only'`` for one layer.
+
+    Tokens are ``[prefix, prompts, patches]``; the prompts' query rows may attend only to the
+    patch columns (not to the prefix tokens, the other prompts or themselves); every other row
+    attends to every token.
+
+    Args:
+        num_prefix_tokens (int): P, the tokens before the prompts.
+        num_prompts (int): M, the layer's prompts.
+        num_tokens (int): T = P + M + N.
+        device (torch.device, optional): Where the mask lives. Defaults to None (CPU).
+
+    Returns:
+        Tensor: A (T, T) bool mask for ``scaled_dot_product_attention``: True where a query
+        (row) may attend to a key (column).
+    """
+    start, end = num_prefix_tokens, num_prefix_tokens + num_prompts
+    if end >= num_tokens:
+        raise ValueError(f'patches_only_mask: {num_tokens} tokens leave no patch after '
+                         f'{num_prefix_tokens} prefix tokens and {num_prompts} prompts')
+    mask = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=device)
+    mask[start:end, :end] = False
+    return mask
 
 
 class DeepPrompts(nn.ParameterDict):
@@ -34,6 +65,8 @@ class DeepPrompts(nn.ParameterDict):
             are initialized as one (layers, length, dim) tensor, those of the other layers as
             another (the authors' ``proxy_prompt_tokens`` and ``other_prompt_tokens``).
             Defaults to ``()``.
+        norm (str, optional): ``'l2'``: each prompt token is scaled to unit L2 norm over the
+            width before the dropout, in every layer (see :meth:`tokens`). Defaults to None.
 
     Attributes:
         bounds (dict[int, float]): Each layer's initialization bound: its prompts are drawn
@@ -48,8 +81,12 @@ class DeepPrompts(nn.ParameterDict):
                  init: str = 'uniform',
                  dropout: float = 0.0,
                  init_scale: float = 1.0,
-                 guided_layers: Sequence[int] = ()) -> None:
+                 guided_layers: Sequence[int] = (),
+                 norm: Optional[str] = None) -> None:
         super().__init__()
+        if norm not in (None, 'l2'):
+            raise ValueError(f"prompt norm must be None or 'l2', got {norm!r}")
+        self.norm = norm
         self.counts = tuple(counts)
         self.num_prefix_tokens = num_prefix_tokens
         self.init = init
@@ -110,6 +147,21 @@ class DeepPrompts(nn.ParameterDict):
                     for prompt in prompts:
                         prompt.mul_(self.init_scale)
 
+    def tokens(self, index: int) -> torch.Tensor:
+        """Layer ``index``'s prompts as the block receives them, before the dropout.
+
+        Args:
+            index (int): A layer with prompts.
+
+        Returns:
+            Tensor: (M, D): the parameter, or with ``norm='l2'`` each token scaled to unit L2
+            norm (``F.normalize(p, dim=-1, eps=1e-6)``).
+        """
+        prompts = self[str(index)]
+        if self.norm == 'l2':
+            prompts = F.normalize(prompts, p=2, dim=-1, eps=L2_EPS)
+        return prompts
+
     def insert(self, x: torch.Tensor, index: int, replace: bool) -> torch.Tensor:
         """Put layer ``index``'s prompts after the prefix tokens of ``x``.
 
@@ -129,7 +181,7 @@ class DeepPrompts(nn.ParameterDict):
             return x
         if count == 0:
             return torch.cat([x[:, :prefix], x[:, prefix + old:]], dim=1)
-        prompts = self.dropout(self[str(index)]).to(x.dtype)
+        prompts = self.dropout(self.tokens(index)).to(x.dtype)
         prompts = prompts.unsqueeze(0).expand(x.shape[0], -1, -1)
         return torch.cat([x[:, :prefix], prompts, x[:, prefix + old:]], dim=1)
 

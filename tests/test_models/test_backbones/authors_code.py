@@ -156,7 +156,7 @@ def build_authors_model(mc: types.ModuleType, args: argparse.Namespace,
 
     ``timm.create_model`` runs with ``pretrained=False`` and without timm's weight init; the
     initial class-to-prompt map (their pass over the training data) is a fixed round-robin
-    map; ``mask`` must be off (their mask is allocated on CUDA; it holds no parameter).
+    map; their prompt attention mask (``mask``), allocated on CUDA there, is made on the CPU.
     ``tiny`` builds their ViT with depth 12, width 32 and 2 heads on 32x32 images instead of
     ViT-B: the parameter names and the per-layer prompt counts stay theirs.
 
@@ -168,7 +168,6 @@ def build_authors_model(mc: types.ModuleType, args: argparse.Namespace,
     Returns:
         nn.Module: Their ``PromptVisionTransformer`` with their trainable parameters set.
     """
-    assert not args.mask, 'their prompt mask needs CUDA: pass mask=False'
     tiny_kwargs = dict(img_size=32, patch_size=16, embed_dim=32, depth=12, num_heads=2,
                        mlp_ratio=4, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
 
@@ -191,6 +190,11 @@ def build_authors_model(mc: types.ModuleType, args: argparse.Namespace,
     def cpu_counters(self):
         self.num_batches = 0
 
+    generate_mask = mc.VPTAttention._generate_mask
+
+    def cpu_mask(self, L, S, length, device):
+        return generate_mask(self, L, S, length, torch.device('cpu'))
+
     from timm.models.vision_transformer import VisionTransformer as TimmViT
     original_create_vpt_vit = mc.create_vpt_vit
     # timm's weight init (slow truncated normals) is skipped: no test here reads the values.
@@ -199,5 +203,6 @@ def build_authors_model(mc: types.ModuleType, args: argparse.Namespace,
             mock.patch.object(mc, 'create_vpt_vit', create_vpt_vit), \
             mock.patch.object(mc, 'generate_semantic_mapping', generate_semantic_mapping), \
             mock.patch.object(mc.VPTCriterion, 'reset_num_batches', cpu_counters), \
+            mock.patch.object(mc.VPTAttention, '_generate_mask', cpu_mask), \
             contextlib.redirect_stdout(io.StringIO()):
         return mc.create_model(args, args.num_classes, device=torch.device('cpu'))
