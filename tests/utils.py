@@ -5,14 +5,17 @@ import os
 import os.path as osp
 import socket
 from types import ModuleType
-from typing import Optional
+from typing import Callable, Dict, Iterable, Optional
+from unittest import TestCase
 
 import numpy as np
+import torch
 from PIL import Image
 
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
-    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir'
+    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir',
+    'assert_only_trainable_change'
 ]
 
 #: The repository root.
@@ -86,9 +89,50 @@ def write_toy_images(root: str) -> None:
 def reference_dir() -> Optional[str]:
     """The DA-VPT authors' released code, or None where this machine has no copy.
 
-    ``$MMDA_VPT_REFERENCE`` when set, else ``<repo>/../shared/reference/DA-VPT`` (CI clones the
-    repository beside a copy of ``shared/``).
+    The one locator of the tests: ``$MMDA_VPT_REFERENCE`` when set, else
+    ``<repo>/../shared/reference/DA-VPT`` (CI clones the repository beside a copy of
+    ``shared/``). A folder counts when it holds their ``train.py``.
     """
     path = os.environ.get('MMDA_VPT_REFERENCE') or osp.join(REPO, '..', 'shared', 'reference',
                                                              'DA-VPT')
-    return path if osp.isfile(osp.join(path, 'train.py')) else None
+    return osp.abspath(path) if osp.isfile(osp.join(path, 'train.py')) else None
+
+
+def assert_only_trainable_change(test: TestCase,
+                                 model: torch.nn.Module,
+                                 loss_fn: Callable[[torch.nn.Module], torch.Tensor],
+                                 params: Optional[Iterable[torch.nn.Parameter]] = None,
+                                 steps: int = 3) -> Dict[str, torch.Tensor]:
+    """Trains a backbone a few AdamW steps; only its trainable parameters may change.
+
+    Every parameter ``model.trainable_names()`` lists must move; every other one must stay
+    bit-identical and get no gradient.
+
+    Args:
+        test (TestCase): The test that asserts.
+        model (nn.Module): A backbone with ``trainable_names()``; it is put in training mode.
+        loss_fn (Callable): ``model`` -> a scalar loss.
+        params (Iterable[Parameter], optional): What the optimizer updates (lr 1e-2, weight
+            decay 0.1). Defaults to None: the model's parameters that require gradients.
+        steps (int): Optimizer steps. Defaults to 3.
+
+    Returns:
+        dict: Every parameter's value before training, by name.
+    """
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = set(model.trainable_names())
+    if params is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    model.train()
+    for _ in range(steps):
+        optim.zero_grad()
+        loss_fn(model).backward()
+        optim.step()
+    for name, param in model.named_parameters():
+        if name in trainable:
+            test.assertFalse(torch.equal(param, before[name]), name)
+        else:
+            test.assertTrue(torch.equal(param, before[name]), name)
+            test.assertIsNone(param.grad, name)
+    return before
