@@ -231,12 +231,13 @@ class TestCheckpointsThroughTools(TestCase):
                     self.train_tool.main(argv)
 
     def test_missing_pretrained_names_the_converter(self):
-        missing = osp.join(self.root, 'checkpoints', 'vit-b16_in21k.pth')
+        missing = osp.join(self.root, 'checkpoints', 'vit-b16_in21k-augreg.pth')
         with self.assertRaises(FileNotFoundError) as caught:
             self.train_tool.main([self.config, '--work-dir', osp.join(self.root, 'missing'),
                                   '--cfg-options', f'model.backbone.init_cfg.checkpoint={missing}'])
         self.assertEqual(
             str(caught.exception),
             f'pre-trained checkpoint {missing} of DAVPTViT (init_cfg) can not be found; it is '
-            'made by: python tools/model_converters/convert_vit.py imagenet21k_ViT-B_16.npz '
-            f'{missing} --src-format npz --dst mmpretrain (see README "Pre-trained checkpoints")')
+            'made by: python tools/model_converters/convert_vit.py model.safetensors '
+            f'{missing} --src-format safetensors --dst mmpretrain (see README "Pre-trained '
+            'checkpoints")')
