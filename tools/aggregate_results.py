@@ -16,12 +16,12 @@ What it reads (the layout ``tools/train.py`` and ``tools/test.py`` leave behind)
   ``<timestamp>/vis_data/scalars.json`` (marked ``val`` in the tables). VTAB's val200 is part of
   train800val200, so those values are not test accuracies.
 
-What it prints (Markdown): per task the mean and standard deviation over the runs; per backbone
-and method (the DA-VPT methods' authors'-code rows, ``*_authors-code`` configs, as a method of
-their own, "DA-VPT (authors' code)", beside the paper rows) the FGVC mean, the VTAB-1k Natural / Specialized / Structured means and their mean
-(VPT's "overall"); and segmentation mIoU single- and multi-scale. Every row shows the paper's
-number (where it reports one) and the difference. A group mean is printed only when every task
-of the group has a result.
+What it prints (Markdown): per task the mean and standard deviation over the runs; per backbone and
+method (the DA-VPT methods' authors'-code rows, ``*_authors-code`` configs, as a method of their
+own, "DA-VPT (authors' code)", beside the paper rows) the FGVC mean, the VTAB-1k Natural /
+Specialized / Structured means and their mean (VPT's "overall"); and segmentation mIoU single- and
+multi-scale. Every row shows the paper's number (where it reports one) and the difference. A group
+mean is printed only when every task of the group has a result.
 
 Example::
 

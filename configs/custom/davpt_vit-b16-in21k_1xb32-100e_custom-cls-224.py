@@ -40,7 +40,7 @@ crop_size = 224
 # embed_dims = 1024, num_layers = 24, num_heads = 16,
 # backbone_checkpoint = 'checkpoints/vit-l16_in21k-augreg.pth'
 # (written by tools/model_converters/convert_vit.py; see Pre-trained checkpoints in the README).
-# An MAE ViT also needs out_type='avg_featmap' in model.backbone.
+# An MAE ViT pools as the MAE configs do: out_type='avg_prompts_patches' in model.backbone.
 embed_dims = 768
 num_layers = 12
 num_heads = 12
