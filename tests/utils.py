@@ -1,12 +1,15 @@
-"""Helpers shared by the tests: the repository's paths, its scripts imported as modules and the
-toy data of the tool tests."""
+"""Helpers shared by the tests: the repository's paths, its scripts imported as modules, the
+toy data of the tool tests, the authors' code's folder, tiny ViT weights, a CPU process group and
+the check that training moves exactly a backbone's trainable parameters."""
+import contextlib
 import importlib.util
 import os
 import os.path as osp
 import socket
+import tempfile
 from types import ModuleType
-from typing import Callable, Dict, Iterable, Optional
-from unittest import TestCase
+from typing import Callable, Dict, Iterable, Iterator, Optional
+from unittest import TestCase, mock
 
 import numpy as np
 import torch
@@ -15,7 +18,7 @@ from PIL import Image
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
     'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir',
-    'assert_only_trainable_change'
+    'assert_only_trainable_change', 'tiny_vit_weights', 'cpu_process_group'
 ]
 
 #: The repository root.
@@ -136,3 +139,43 @@ def assert_only_trainable_change(test: TestCase,
             test.assertTrue(torch.equal(param, before[name]), name)
             test.assertIsNone(param.grad, name)
     return before
+
+
+def tiny_vit_weights(seed: int, arch: dict, img_size: int,
+                     patch_size: int = 8) -> Dict[str, torch.Tensor]:
+    """A tiny mmpretrain ViT's weights drawn with ``seed``, as a converted base checkpoint.
+
+    Args:
+        seed (int): The seed of the draw (its initialization, then noise of std 0.02 on every
+            tensor, so that norms and biases are not trivial).
+        arch (dict): mmpretrain's ``arch`` (``embed_dims``, ``num_layers`` ...).
+        img_size (int): The input size.
+        patch_size (int): The patch size. Defaults to 8.
+
+    Returns:
+        dict: The state dict (an ``OrderedDict``).
+    """
+    from mmpretrain.models.backbones import VisionTransformer
+    torch.manual_seed(seed)
+    vit = VisionTransformer(arch=arch, img_size=img_size, patch_size=patch_size)
+    with torch.no_grad():
+        for param in vit.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    return vit.state_dict()
+
+
+@contextlib.contextmanager
+def cpu_process_group() -> Iterator[None]:
+    """A one-process gloo group on a machine that reports no CUDA, as a CPU torchrun has.
+
+    Inside, ``torch.cuda.is_available()`` is False and the default process group exists; it is
+    destroyed on the way out.
+    """
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(torch.cuda, 'is_available', return_value=False):
+        torch.distributed.init_process_group(
+            'gloo', init_method=f'file://{osp.join(tmp, "store")}', rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            torch.distributed.destroy_process_group()

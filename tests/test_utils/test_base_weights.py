@@ -19,18 +19,14 @@ from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAIN
                                          decode_base_weights, encode_base_weights,
                                          install_checkpoint_loader, resolve_base_weights,
                                          weights_fingerprint)
+from tests.utils import tiny_vit_weights
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
 def _host_weights(seed: int) -> 'OrderedDict[str, torch.Tensor]':
     """A tiny host ViT's weights (non-trivial norms and biases) drawn with ``seed``."""
-    torch.manual_seed(seed)
-    vit = VisionTransformer(arch=ARCH, img_size=16, patch_size=8)
-    with torch.no_grad():
-        for param in vit.parameters():
-            param.add_(torch.randn_like(param) * 0.02)
-    return vit.state_dict()
+    return tiny_vit_weights(seed, ARCH, img_size=16)
 
 
 def _backbone(**kwargs):
