@@ -18,7 +18,8 @@ from PIL import Image
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
     'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir',
-    'assert_only_trainable_change', 'tiny_vit_weights', 'cpu_process_group'
+    'assert_only_trainable_change', 'tiny_vit_weights', 'cpu_process_group',
+    'missing_augreg_message'
 ]
 
 #: The repository root.
@@ -179,3 +180,12 @@ def cpu_process_group() -> Iterator[None]:
             yield
         finally:
             torch.distributed.destroy_process_group()
+
+
+def missing_augreg_message(path: str) -> str:
+    """The error of a DAVPTViT (mmpretrain) whose ``init_cfg`` names a missing ``path`` called
+    like the README's AugReg file: it names the converter command that writes the file."""
+    return (f'pre-trained checkpoint {path} of DAVPTViT (init_cfg) can not be found; it is made '
+            'by: python tools/model_converters/convert_vit.py model.safetensors '
+            f'{path} --src-format safetensors --dst mmpretrain (see README "Pre-trained '
+            'checkpoints")')

@@ -28,7 +28,7 @@ from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAIN
                                          weights_fingerprint)
 from mmda_vpt.utils.checkpoint_errors import UnreadableCheckpointError
 from tests.utils import (REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN, load_tool,
-                         tiny_vit_weights, write_toy_images)
+                         missing_augreg_message, tiny_vit_weights, write_toy_images)
 
 pytestmark = pytest.mark.slow  # subprocesses and runners
 
@@ -230,8 +230,4 @@ class TestCheckpointsThroughTools(TestCase):
             self.train_tool.main([self.config, '--work-dir', osp.join(self.root, 'missing'),
                                   '--cfg-options', f'model.backbone.init_cfg.checkpoint={missing}'])
         self.assertEqual(
-            str(caught.exception),
-            f'pre-trained checkpoint {missing} of DAVPTViT (init_cfg) can not be found; it is '
-            'made by: python tools/model_converters/convert_vit.py model.safetensors '
-            f'{missing} --src-format safetensors --dst mmpretrain (see README "Pre-trained '
-            'checkpoints")')
+            str(caught.exception), missing_augreg_message(missing))

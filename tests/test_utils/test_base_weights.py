@@ -19,7 +19,7 @@ from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAIN
                                          decode_base_weights, encode_base_weights,
                                          install_checkpoint_loader, resolve_base_weights,
                                          weights_fingerprint)
-from tests.utils import tiny_vit_weights
+from tests.utils import missing_augreg_message, tiny_vit_weights
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
@@ -200,11 +200,7 @@ class TestBaseWeightsFingerprint(TestCase):
         with self.assertRaises(FileNotFoundError) as caught:
             model.init_weights()
         self.assertEqual(
-            str(caught.exception),
-            f'pre-trained checkpoint {missing} of DAVPTViT (init_cfg) can not be found; it is '
-            'made by: python tools/model_converters/convert_vit.py model.safetensors '
-            f'{missing} --src-format safetensors --dst mmpretrain (see README "Pre-trained '
-            'checkpoints")')
+            str(caught.exception), missing_augreg_message(missing))
         # mmseg's host with final_norm=False (SETR): --dst mmseg --drop-final-norm.
         from mmseg.registry import MODELS as SEG_MODELS
         missing = 'checkpoints/vit-l16_jx384_mmseg.pth'
