@@ -1,13 +1,12 @@
 """The authors' released DA-VPT code, for tests that run pieces of it beside ours.
 
-It lives beside the repository (``<repo>/../shared/reference/DA-VPT``, as CI clones it) or where
-the environment variable ``MMDA_VPT_REFERENCE`` points; tests that need it are skipped without
+It is found by :func:`tests.utils.reference_dir` (``$MMDA_VPT_REFERENCE``, else
+``<repo>/../shared/reference/DA-VPT``, as CI clones it); tests that need it are skipped without
 it. Only the pieces a test needs are loaded, so the authors' other dependencies need not be
 installed.
 """
 import ast
 import importlib.util
-import os
 import os.path as osp
 import sys
 from types import ModuleType
@@ -16,18 +15,20 @@ from unittest import mock
 
 import pytest
 
-from tests.utils import REPO
+from tests.utils import reference_dir
 
-__all__ = ['REFERENCE', 'requires_reference', 'reference_function', 'reference_module']
+__all__ = ['REFERENCE', 'requires_reference', 'reference_function', 'reference_module',
+           'read_yaml']
 
-#: The authors' code (a folder holding ``train.py``, ``model_creator.py``, ``Dataset/`` ...).
-REFERENCE = os.environ.get('MMDA_VPT_REFERENCE') or osp.join(REPO, '..', 'shared', 'reference',
-                                                             'DA-VPT')
+#: The authors' code (a folder holding ``train.py``, ``model_creator.py``, ``Dataset/`` ...), or
+#: None where this machine has no copy.
+REFERENCE = reference_dir()
 
 #: Marks a test (or class) that runs the authors' code: skipped without it.
 requires_reference = pytest.mark.skipif(
-    not osp.isfile(osp.join(REFERENCE, 'train.py')),
-    reason=f"the authors' code is not at {REFERENCE} (set MMDA_VPT_REFERENCE)")
+    REFERENCE is None,
+    reason="the authors' code is not at <repo>/../shared/reference/DA-VPT "
+    '(set MMDA_VPT_REFERENCE to its folder)')
 
 
 def reference_function(path: str, name: str, namespace: Optional[Dict] = None) -> Callable:
@@ -73,3 +74,26 @@ def reference_module(path: str, stubs: Optional[Dict[str, ModuleType]] = None) -
     with mock.patch.dict(sys.modules, stubs or {}):
         spec.loader.exec_module(module)
     return module
+
+
+def read_yaml(path: str) -> Dict[str, str]:
+    """A released config file as written: ``key: value`` lines, quotes stripped.
+
+    The files are read line by line as the authors' ``params.py`` reads them (it splits each
+    line at its first colon), not by a YAML parser.
+
+    Args:
+        path (str): The ``.yaml`` file.
+
+    Returns:
+        dict: Key -> value, both strings.
+    """
+    values = {}
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith('#') or ':' not in line:
+                continue
+            key, value = line.split(':', 1)
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values

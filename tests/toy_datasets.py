@@ -4,14 +4,15 @@
 images; ``ToySegDataset`` draws rectangles of a few classes over a background, with pixel labels
 and an ``ignore_index`` border.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmpretrain.registry import DATASETS as PRETRAIN_DATASETS
 from mmseg.registry import DATASETS as SEG_DATASETS
 
-__all__ = ['DigitsDataset', 'ToySegDataset', 'tiny_classifier_cfg', 'tiny_segmentor_cfg']
+__all__ = ['DigitsDataset', 'ToySegDataset', 'digits_train_loader', 'tiny_classifier_cfg',
+           'tiny_segmentor_cfg']
 
 
 @PRETRAIN_DATASETS.register_module(force=True)
@@ -93,6 +94,22 @@ class ToySegDataset(BaseDataset):
             data.append(dict(img=img, gt_seg_map=label, img_shape=label.shape,
                              ori_shape=label.shape, reduce_zero_label=False, seg_fields=[]))
         return data
+
+
+def digits_train_loader(indices: Tuple[int, int] = (0, 48), batch_size: int = 16) -> dict:
+    """A shuffled training loader over ``DigitsDataset`` images ``indices`` (no workers).
+
+    Args:
+        indices (tuple): The range of digits. Defaults to (0, 48).
+        batch_size (int): The batch size. Defaults to 16.
+
+    Returns:
+        dict: The ``train_dataloader`` config.
+    """
+    return dict(dataset=dict(type='DigitsDataset', indices=indices,
+                             pipeline=[dict(type='PackInputs')]),
+                batch_size=batch_size, num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=True))
 
 
 def tiny_classifier_cfg(num_classes: int = 10, **backbone) -> dict:

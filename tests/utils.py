@@ -1,18 +1,25 @@
-"""Helpers shared by the tests: the repository's paths, its scripts imported as modules and the
-toy data of the tool tests."""
+"""Helpers shared by the tests: the repository's paths, its scripts imported as modules, the
+toy data of the tool tests, the authors' code's folder, tiny ViT weights, a CPU process group and
+the check that training moves exactly a backbone's trainable parameters."""
+import contextlib
 import importlib.util
 import os
 import os.path as osp
 import socket
+import tempfile
 from types import ModuleType
-from typing import Optional
+from typing import Callable, Dict, Iterable, Iterator, Optional
+from unittest import TestCase, mock
 
 import numpy as np
+import torch
 from PIL import Image
 
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
-    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir'
+    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir',
+    'assert_only_trainable_change', 'tiny_vit_weights', 'cpu_process_group',
+    'missing_augreg_message'
 ]
 
 #: The repository root.
@@ -86,9 +93,99 @@ def write_toy_images(root: str) -> None:
 def reference_dir() -> Optional[str]:
     """The DA-VPT authors' released code, or None where this machine has no copy.
 
-    ``$MMDA_VPT_REFERENCE`` when set, else ``<repo>/../shared/reference/DA-VPT`` (CI clones the
-    repository beside a copy of ``shared/``).
+    The one locator of the tests: ``$MMDA_VPT_REFERENCE`` when set, else
+    ``<repo>/../shared/reference/DA-VPT`` (CI clones the repository beside a copy of
+    ``shared/``). A folder counts when it holds their ``train.py``.
     """
     path = os.environ.get('MMDA_VPT_REFERENCE') or osp.join(REPO, '..', 'shared', 'reference',
                                                              'DA-VPT')
-    return path if osp.isfile(osp.join(path, 'train.py')) else None
+    return osp.abspath(path) if osp.isfile(osp.join(path, 'train.py')) else None
+
+
+def assert_only_trainable_change(test: TestCase,
+                                 model: torch.nn.Module,
+                                 loss_fn: Callable[[torch.nn.Module], torch.Tensor],
+                                 params: Optional[Iterable[torch.nn.Parameter]] = None,
+                                 steps: int = 3) -> Dict[str, torch.Tensor]:
+    """Trains a backbone a few AdamW steps; only its trainable parameters may change.
+
+    Every parameter ``model.trainable_names()`` lists must move; every other one must stay
+    bit-identical and get no gradient.
+
+    Args:
+        test (TestCase): The test that asserts.
+        model (nn.Module): A backbone with ``trainable_names()``; it is put in training mode.
+        loss_fn (Callable): ``model`` -> a scalar loss.
+        params (Iterable[Parameter], optional): What the optimizer updates (lr 1e-2, weight
+            decay 0.1). Defaults to None: the model's parameters that require gradients.
+        steps (int): Optimizer steps. Defaults to 3.
+
+    Returns:
+        dict: Every parameter's value before training, by name.
+    """
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = set(model.trainable_names())
+    if params is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    model.train()
+    for _ in range(steps):
+        optim.zero_grad()
+        loss_fn(model).backward()
+        optim.step()
+    for name, param in model.named_parameters():
+        if name in trainable:
+            test.assertFalse(torch.equal(param, before[name]), name)
+        else:
+            test.assertTrue(torch.equal(param, before[name]), name)
+            test.assertIsNone(param.grad, name)
+    return before
+
+
+def tiny_vit_weights(seed: int, arch: dict, img_size: int,
+                     patch_size: int = 8) -> Dict[str, torch.Tensor]:
+    """A tiny mmpretrain ViT's weights drawn with ``seed``, as a converted base checkpoint.
+
+    Args:
+        seed (int): The seed of the draw (its initialization, then noise of std 0.02 on every
+            tensor, so that norms and biases are not trivial).
+        arch (dict): mmpretrain's ``arch`` (``embed_dims``, ``num_layers`` ...).
+        img_size (int): The input size.
+        patch_size (int): The patch size. Defaults to 8.
+
+    Returns:
+        dict: The state dict (an ``OrderedDict``).
+    """
+    from mmpretrain.models.backbones import VisionTransformer
+    torch.manual_seed(seed)
+    vit = VisionTransformer(arch=arch, img_size=img_size, patch_size=patch_size)
+    with torch.no_grad():
+        for param in vit.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    return vit.state_dict()
+
+
+@contextlib.contextmanager
+def cpu_process_group() -> Iterator[None]:
+    """A one-process gloo group on a machine that reports no CUDA, as a CPU torchrun has.
+
+    Inside, ``torch.cuda.is_available()`` is False and the default process group exists; it is
+    destroyed on the way out.
+    """
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(torch.cuda, 'is_available', return_value=False):
+        torch.distributed.init_process_group(
+            'gloo', init_method=f'file://{osp.join(tmp, "store")}', rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            torch.distributed.destroy_process_group()
+
+
+def missing_augreg_message(path: str) -> str:
+    """The error of a DAVPTViT (mmpretrain) whose ``init_cfg`` names a missing ``path`` called
+    like the README's AugReg file: it names the converter command that writes the file."""
+    return (f'pre-trained checkpoint {path} of DAVPTViT (init_cfg) can not be found; it is made '
+            'by: python tools/model_converters/convert_vit.py model.safetensors '
+            f'{path} --src-format safetensors --dst mmpretrain (see README "Pre-trained '
+            'checkpoints")')

@@ -16,11 +16,12 @@ What it reads (the layout ``tools/train.py`` and ``tools/test.py`` leave behind)
   ``<timestamp>/vis_data/scalars.json`` (marked ``val`` in the tables). VTAB's val200 is part of
   train800val200, so those values are not test accuracies.
 
-What it prints (Markdown): per task the mean and standard deviation over the runs; per backbone
-and method the FGVC mean, the VTAB-1k Natural / Specialized / Structured means and their mean
-(VPT's "overall"); and segmentation mIoU single- and multi-scale. Every row shows the paper's
-number (where it reports one) and the difference. A group mean is printed only when every task
-of the group has a result.
+What it prints (Markdown): per task the mean and standard deviation over the runs; per backbone and
+method (the DA-VPT methods' authors'-code rows, ``*_authors-code`` configs, as a method of their
+own, "DA-VPT (authors' code)", beside the paper rows) the FGVC mean, the VTAB-1k Natural /
+Specialized / Structured means and their mean (VPT's "overall"); and segmentation mIoU single- and
+multi-scale. Every row shows the paper's number (where it reports one) and the difference. A group
+mean is printed only when every task of the group has a result.
 
 Example::
 
@@ -53,11 +54,17 @@ TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 
 @dataclass(frozen=True)
 class ConfigInfo:
-    """What a generated config is: its kind, method, backbone and task keys."""
+    """What a generated config is: its kind, method, backbone and task keys and its family
+    (``gen_configs.FAMILIES``: ``'paper'``, or ``'authors'`` for an authors'-code row)."""
     kind: str  # 'cls' or 'seg'
     method: str
     backbone: str
     task: str
+    family: str = 'paper'
+
+
+#: The tables' method label of an authors'-code row: the method's title and this.
+AUTHORS_LABEL = " (authors' code)"
 
 
 @dataclass
@@ -81,10 +88,13 @@ def config_index() -> Dict[str, ConfigInfo]:
     """Config name (without ``.py``) -> what it is, for every generated config and alias."""
     index = {}
     for method in gen_configs.CLS_METHODS:
+        families = gen_configs.FAMILIES if method in gen_configs.DAVPT_METHODS else ('paper', )
         for backbone in gen_configs.BACKBONES:
             for task in gen_configs.TASKS:
-                name = osp.basename(gen_configs.cls_config_path(method, backbone, task))[:-3]
-                index[name] = ConfigInfo('cls', method.key, backbone.key, task.key)
+                for family in families:
+                    path = gen_configs.cls_config_path(method, backbone, task, family)
+                    index[osp.basename(path)[:-3]] = ConfigInfo('cls', method.key, backbone.key,
+                                                                task.key, family)
     for method in gen_configs.SEG_METHODS:
         for task in gen_configs.SEG_TASKS:
             name = osp.basename(gen_configs.seg_config_path(method, task))[:-3]
@@ -209,14 +219,15 @@ def summarize(results: Iterable[RunResult], use_val: bool = False) -> Dict[str, 
     titles = {t.key: t for t in gen_configs.TASKS}
     methods = {m.key: m.title for m in gen_configs.CLS_METHODS + gen_configs.SEG_METHODS}
     backbones = {b.key: b.title for b in gen_configs.BACKBONES}
-    per_task: Dict[Tuple[str, str, str], List[Tuple[float, str]]] = defaultdict(list)
+    # Classification by (backbone, (method, family), task).
+    per_task: Dict[Tuple[str, Tuple[str, str], str], List[Tuple[float, str]]] = defaultdict(list)
     per_seg: Dict[Tuple[str, str, str], List[Tuple[float, str]]] = defaultdict(list)
     for result in results:
         info = result.info
         if info.kind == 'cls':
             value = _pick(result, 'test', use_val)
             if value is not None:
-                per_task[(info.backbone, info.method, info.task)].append(value)
+                per_task[(info.backbone, (info.method, info.family), info.task)].append(value)
         else:
             for scale in ('ss', 'ms'):
                 value = _pick(result, scale, use_val)
@@ -224,18 +235,24 @@ def summarize(results: Iterable[RunResult], use_val: bool = False) -> Dict[str, 
                     per_seg[(info.method, info.task, scale)].append(value)
 
     order_b = [b.key for b in gen_configs.BACKBONES]
-    order_m = [m.key for m in gen_configs.CLS_METHODS]
+    # Each method's paper rows, then (DA-VPT methods) its authors'-code rows.
+    order_m = [(m.key, f) for m in gen_configs.CLS_METHODS for f in gen_configs.FAMILIES]
     order_t = [t.key for t in gen_configs.TASKS]
+
+    def label(method: Tuple[str, str]) -> str:
+        key, family = method
+        return methods[key] + (AUTHORS_LABEL if family == 'authors' else '')
+
     task_rows, group_rows = [], []
-    task_means: Dict[Tuple[str, str, str], float] = {}
+    task_means: Dict[Tuple[str, Tuple[str, str], str], float] = {}
     for (b, m, t) in sorted(per_task, key=lambda k: (order_b.index(k[0]), order_m.index(k[1]),
                                                       order_t.index(k[2]))):
         values = per_task[(b, m, t)]
         mean, std = mean_std([v for v, _ in values])
         task_means[(b, m, t)] = mean
-        paper = gen_configs.REFERENCE_FGVC.get((b, m), {}).get(t)
+        paper = gen_configs.REFERENCE_FGVC.get((b, m[0]), {}).get(t)
         source = 'val' if any(s == 'val' for _, s in values) else ''
-        task_rows.append(Row((backbones[b], methods[m], titles[t].title), str(len(values)), mean,
+        task_rows.append(Row((backbones[b], label(m), titles[t].title), str(len(values)), mean,
                              std, paper, source))
 
     groups = [('FGVC', [t.key for t in gen_configs.FGVC_TASKS])]
@@ -245,13 +262,13 @@ def summarize(results: Iterable[RunResult], use_val: bool = False) -> Dict[str, 
         for m in order_m:
             if not any((b, m, t) in task_means for t in order_t):
                 continue
-            reference = gen_configs.REFERENCE_GROUPS.get((b, m), {})
+            reference = gen_configs.REFERENCE_GROUPS.get((b, m[0]), {})
             vtab_means, vtab_refs = [], []
             for group, keys in groups:
                 have = [task_means[(b, m, t)] for t in keys if (b, m, t) in task_means]
                 mean = sum(have) / len(have) if len(have) == len(keys) else None
                 paper = reference.get(group)
-                group_rows.append(Row((backbones[b], methods[m], group),
+                group_rows.append(Row((backbones[b], label(m), group),
                                       f'{len(have)}/{len(keys)}', mean, None, paper))
                 if group != 'FGVC':
                     vtab_means.append(mean)
@@ -261,7 +278,7 @@ def summarize(results: Iterable[RunResult], use_val: bool = False) -> Dict[str, 
             overall_ref = (None if any(v is None for v in vtab_refs) else
                            sum(vtab_refs) / len(vtab_refs))
             done = sum(v is not None for v in vtab_means)
-            group_rows.append(Row((backbones[b], methods[m], 'VTAB-1k overall'),
+            group_rows.append(Row((backbones[b], label(m), 'VTAB-1k overall'),
                                   f'{done}/{len(vtab_means)}', overall, None, overall_ref))
 
     seg_rows = []

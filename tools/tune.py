@@ -70,7 +70,7 @@ __all__ = [
     'PRESETS', 'SHORT_NAMES', 'Range', 'Search', 'SearchParam', 'SearchResult', 'SearchSpec',
     'best_overrides', 'evaluator_metrics', 'launch_workers', 'main', 'make_spec', 'make_storage',
     'parse_args', 'parse_space', 'recover_abandoned', 'resolve_path', 'run_search', 'run_worker',
-    'worker_envs', 'write_best_config'
+    'tied_paths', 'worker_envs', 'write_best_config'
 ]
 
 TOOL = osp.abspath(__file__)
@@ -147,7 +147,8 @@ class SearchParam:
         name: Its name in the study, as given (``'lr'``, ``'beta+lam'``, a config path).
         keys: The short names or config paths it sets.
         values: The list of values of a grid axis, or a :class:`Range`.
-        paths: The resolved config paths, one per key.
+        paths: The resolved config paths, one per key and the paths tied to it (see
+            :func:`tied_paths`).
     """
     name: str
     keys: List[str]
@@ -395,6 +396,34 @@ def _set(cfg: Any, path: PathKey, value: Any) -> None:
     node[path[-1]] = value
 
 
+#: The training batch size and the config paths that must hold the same value.
+_TRAIN_BATCH = ('train_dataloader', 'batch_size')
+_SLOTS_SAMPLER_BATCH = ('train_dataloader', 'sampler', 'batch_size')
+
+
+def tied_paths(cfg: Config, path: PathKey) -> List[PathKey]:
+    """The config paths a searched value at ``path`` must set together with it.
+
+    ``train_dataloader.batch_size`` (the short name ``batch_size``) also sets
+    ``train_dataloader.sampler.batch_size`` when the sampler is a ``ClassBalancedSampler`` with
+    ``mode='class_slots'``, which draws batches of its own ``batch_size`` and needs the
+    dataloader's.
+
+    Args:
+        cfg (Config): The config.
+        path (tuple): A resolved path.
+
+    Returns:
+        list: The tied paths (none for most).
+    """
+    if tuple(path) != _TRAIN_BATCH:
+        return []
+    sampler = cfg._cfg_dict.get('train_dataloader', {}).get('sampler')
+    if _type_matches(sampler, 'ClassBalancedSampler') and sampler.get('mode') == 'class_slots':
+        return [_SLOTS_SAMPLER_BATCH]
+    return []
+
+
 def _resolve_key(cfg: Config, key: str) -> PathKey:
     """A short name's or config path's resolved path, or a one-line ``ValueError``."""
     if key in SHORT_NAMES:
@@ -513,7 +542,15 @@ class Search:
         self.params = []
         for name, values in space.items():
             keys = name.split('+')
-            paths = [_resolve_key(cfg, key) for key in keys]
+            paths = []
+            for key in keys:
+                path = _resolve_key(cfg, key)
+                tied = tied_paths(cfg, path)
+                if tied:
+                    self.log(f'{key} also sets {", ".join(".".join(map(str, t)) for t in tied)} '
+                             "(ClassBalancedSampler with mode='class_slots' draws batches of "
+                             'the training batch size)')
+                paths += [path] + tied
             self.params.append(SearchParam(name, keys, values, paths))
         if cfg.get('randomness', {}).get('seed') is None:
             cfg.merge_from_dict({'randomness.seed': spec.seed})

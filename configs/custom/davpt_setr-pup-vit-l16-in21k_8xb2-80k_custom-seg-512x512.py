@@ -35,17 +35,18 @@ crop_size = (512, 512)
 num_classes = len(classes)
 
 # ---------------------------------------------------------------- the backbone
-# ViT-L/16 pre-trained on ImageNet-21k, converted for mmseg (see Pre-trained checkpoints in the
-# README). For another ViT change these five: the decode and auxiliary heads' in_channels follow
-# embed_dims, the tapped layers (SETR's 9, 12, 18 and 24 of 24) and the guided layers (the last
-# two) follow num_layers. E.g. ViT-B/16: embed_dims = 768, num_layers = 12, num_heads = 12,
-# backbone_checkpoint = 'checkpoints/vit-b16_in21k_mmseg.pth' (tools/model_converters/
-# convert_vit.py ViT-B_16.npz ... --dst mmseg --drop-final-norm).
+# SETR's ViT-L/16 (ImageNet-21k, fine-tuned on ImageNet-1k at 384 px), converted for mmseg (see
+# Pre-trained checkpoints in the README). For another ViT change these five: the decode and
+# auxiliary heads' in_channels follow embed_dims, the tapped layers (SETR's 9, 12, 18 and 24 of
+# 24) and the guided layers (the last two) follow num_layers. E.g. ViT-B/16: embed_dims = 768,
+# num_layers = 12, num_heads = 12,
+# backbone_checkpoint = 'checkpoints/vit-b16_in21k-augreg_mmseg.pth' (tools/model_converters/
+# convert_vit.py model.safetensors ... --src-format safetensors --dst mmseg --drop-final-norm).
 embed_dims = 1024
 num_layers = 24
 num_heads = 16
 patch_size = 16
-backbone_checkpoint = 'checkpoints/vit-l16_in21k_mmseg.pth'
+backbone_checkpoint = 'checkpoints/vit-l16_jx384_mmseg.pth'
 out_indices = (num_layers * 3 // 8 - 1, num_layers // 2 - 1, num_layers * 3 // 4 - 1,
                num_layers - 1)
 

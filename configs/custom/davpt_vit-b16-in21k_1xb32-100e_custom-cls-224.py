@@ -38,14 +38,14 @@ crop_size = 224
 # ViT-B/16 pre-trained on ImageNet-21k. For another ViT change these five (the head's
 # in_channels follow embed_dims, the guided layers are the last two), e.g. ViT-L/16:
 # embed_dims = 1024, num_layers = 24, num_heads = 16,
-# backbone_checkpoint = 'checkpoints/vit-l16_in21k.pth'
+# backbone_checkpoint = 'checkpoints/vit-l16_in21k-augreg.pth'
 # (written by tools/model_converters/convert_vit.py; see Pre-trained checkpoints in the README).
-# An MAE ViT also needs out_type='avg_featmap' in model.backbone.
+# An MAE ViT pools as the MAE configs do: out_type='avg_prompts_patches' in model.backbone.
 embed_dims = 768
 num_layers = 12
 num_heads = 12
 patch_size = 16
-backbone_checkpoint = 'checkpoints/vit-b16_in21k.pth'
+backbone_checkpoint = 'checkpoints/vit-b16_in21k-augreg.pth'
 
 # ---------------------------------------------------------------- the model
 model = dict(

@@ -51,10 +51,10 @@ _MOCO_DROP_PREFIXES = ('module.momentum_encoder.', 'momentum_encoder.', 'module.
 
 #: The converted files the README and the configs name -> (downloaded source, --src-format).
 KNOWN_CONVERSIONS: Dict[str, Tuple[str, str]] = {
-    'vit-b16_in21k.pth': ('imagenet21k_ViT-B_16.npz', 'npz'),
-    'vit-b16_mae.pth': ('mae_pretrain_vit_base.pth', 'mae'),
+    'vit-b16_in21k-augreg.pth': ('model.safetensors', 'safetensors'),
+    'vit-b16_mae.pth': ('model.safetensors', 'safetensors'),
     'vit-b16_mocov3.pth': ('vit-b-300ep.pth.tar', 'mocov3'),
-    'vit-l16_in21k_mmseg.pth': ('ViT-L_16.npz', 'npz'),
+    'vit-l16_jx384_mmseg.pth': ('jx_vit_large_p16_384-b3be5167.pth', 'timm'),
 }
 CONVERTER = 'tools/model_converters/convert_vit.py'
 

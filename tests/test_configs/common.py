@@ -1,7 +1,7 @@
 """Helpers shared by the config tests: the authors' reference release and the issue-22 options.
 
-``reference_root()`` locates the authors' released code (``<repo>/../shared/reference/DA-VPT``,
-or the folder the environment variable ``MMDA_VPT_REFERENCE`` names); tests that read it skip
+``reference_root()`` locates the authors' released code (:func:`tests.utils.reference_dir`:
+``$MMDA_VPT_REFERENCE``, else ``<repo>/../shared/reference/DA-VPT``); tests that read it skip
 when it is absent. ``missing_options()`` names the issue-22 options the configs use that this
 checkout does not implement yet; tests that build or train the configs skip while any is missing.
 """
@@ -12,17 +12,16 @@ import glob
 import importlib.util
 import inspect
 import io
-import os
 import os.path as osp
 import tempfile
-from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from mmengine.config import Config
 
-from tests.utils import REPO
+from tests.reference_code import read_yaml, reference_module
+from tests.utils import REPO, reference_dir
 
-__all__ = ['reference_root', 'load_reference_module', 'read_yaml', 'parse_like_authors',
+__all__ = ['reference_root', 'read_yaml', 'parse_like_authors',
            'authors_defaults',
            'authors_yaml_files', 'missing_options', 'FILE_KEYS', 'load_config',
            'cache_package_bases', 'trainable_count']
@@ -83,38 +82,8 @@ def load_config(path: str) -> Config:
     return copy.deepcopy(_CONFIG_CACHE[path])
 
 
-def reference_root() -> Optional[str]:
-    """The authors' released code, or None where this machine has no copy."""
-    for root in (os.environ.get('MMDA_VPT_REFERENCE'),
-                 osp.join(REPO, '..', 'shared', 'reference', 'DA-VPT')):
-        if root and osp.isfile(osp.join(root, 'params.py')):
-            return osp.abspath(root)
-    return None
-
-
-def load_reference_module(relpath: str, name: str) -> ModuleType:
-    """Import one file of the authors' release by path (not added to ``sys.modules``)."""
-    spec = importlib.util.spec_from_file_location(name, osp.join(reference_root(), relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def read_yaml(path: str) -> Dict[str, str]:
-    """A released config file as written: ``key: value`` lines, quotes stripped.
-
-    The files are read line by line as the authors' ``params.py`` reads them (it splits each
-    line at its first colon), not by a YAML parser.
-    """
-    values = {}
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith('#') or ':' not in line:
-                continue
-            key, value = line.split(':', 1)
-            values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
+#: The authors' released code, or None (the tests' one locator, under the name these tests use).
+reference_root = reference_dir
 
 
 def authors_yaml_files() -> Dict[str, str]:
@@ -134,7 +103,7 @@ def authors_yaml_files() -> Dict[str, str]:
 def parse_like_authors(path: str) -> argparse.Namespace:
     """The arguments the authors' ``train.py`` runs with for a config file: their own parser
     (``params.py``: its defaults, then ``update_args_from_file_colon``)."""
-    params = load_reference_module('params.py', 'authors_params')
+    params = reference_module('params.py')
     parser = argparse.ArgumentParser()
     for add in (params.model_parameters, params.prompt_parameters, params.dataset_parameters,
                 params.training_parameters, params.tuning_parameters,

@@ -12,7 +12,6 @@ from typing import Tuple
 from unittest import TestCase, mock
 
 import numpy as np
-import pytest
 import torch
 from mmcv.transforms import RandomFlip
 from mmengine.dataset import Compose
@@ -22,12 +21,10 @@ from PIL import Image
 from torchvision import transforms as T
 
 import mmda_vpt  # noqa: F401  (registration)
-from tests.test_configs.common import load_config, load_reference_module, reference_root
+from tests.reference_code import reference_module, requires_reference
+from tests.test_configs.common import load_config
 
-pytestmark = pytest.mark.skipif(
-    reference_root() is None,
-    reason="the authors' release is not beside the repository (../shared/reference/DA-VPT); "
-    'set MMDA_VPT_REFERENCE to its folder')
+pytestmark = requires_reference
 
 FGVC = 'configs/da_vpt/fgvc/davpt-plus_vit-b16-in21k_1xb32-100e_cub-224{}.py'
 VTAB = 'configs/da_vpt/vtab/davpt-plus_vit-b16-in21k_1xb32-100e_vtab-dtd-224{}.py'
@@ -51,7 +48,7 @@ class TestTransforms(TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.path = osp.join(cls.tmp.name, 'image.jpg')
         write_image(cls.path)
-        cls.theirs = load_reference_module('Dataset/transforms.py', 'authors_transforms')
+        cls.theirs = reference_module('Dataset/transforms.py')
 
     @classmethod
     def tearDownClass(cls):

@@ -22,11 +22,11 @@ SEG_TTA_CONFIG = ("model = dict(type='SegTTAModel', module=dict(type='EncoderDec
                   "tta_model = dict(type='SegTTAModel')\n")
 
 
-def cls_name(method: str, backbone: str, task: str) -> str:
+def cls_name(method: str, backbone: str, task: str, family: str = 'paper') -> str:
     methods = {m.key: m for m in gen.CLS_METHODS}
     backbones = {b.key: b for b in gen.BACKBONES}
     tasks = {t.key: t for t in gen.TASKS}
-    path = gen.cls_config_path(methods[method], backbones[backbone], tasks[task])
+    path = gen.cls_config_path(methods[method], backbones[backbone], tasks[task], family)
     return osp.basename(path)[:-3]
 
 
@@ -77,9 +77,13 @@ class TestAggregateResults(TestCase):
 
     def test_config_index(self):
         index = aggregate.config_index()
-        self.assertEqual(len(index), 24 * 3 * 5 + 2 * 4 + 8)
+        # 5 methods' paper rows, 2 methods' authors'-code rows, 2 x 4 segmentation rows, aliases.
+        self.assertEqual(len(index), 24 * 3 * 5 + 24 * 3 * 2 + 2 * 4 + 8)
         self.assertEqual(index['davpt_vit-b16-in21k_1xb32-100e_cub-224'],
                          aggregate.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
+        self.assertEqual(index['davpt-plus_vit-b16-in21k_1xb64-100e_dogs-224_authors-code'],
+                         aggregate.ConfigInfo('cls', 'davpt-plus', 'in21k', 'dogs', 'authors'))
+        self.assertEqual(sum(info.family == 'authors' for info in index.values()), 24 * 3 * 2)
         self.assertEqual(index['setr_pup_vitl_pascal_context_plus'],
                          aggregate.ConfigInfo('seg', 'davpt-plus', 'in21k', 'pascal-context-60'))
 
@@ -134,6 +138,33 @@ class TestAggregateResults(TestCase):
         self.assertAlmostEqual(overall.paper, (66.59 + 82.96 + 59.28) / 3)
         self.assertEqual(groups['FGVC'].n, '0/5')
         self.assertIsNone(groups['FGVC'].mean)
+
+    def test_authors_code_rows(self):
+        # An authors'-code run is a method of its own, beside the paper row of the same task,
+        # with the paper's number; its group means take only authors'-code runs.
+        make_run(self.root, cls_name('davpt', 'in21k', 'cub'), 0,
+                 tests=[({'accuracy/top1': 90.0}, None)])
+        for seed, value in enumerate((88.0, 89.0)):
+            make_run(self.root, cls_name('davpt', 'in21k', 'cub', 'authors'), seed,
+                     tests=[({'accuracy/top1': value}, None)])
+        for task, value in (('nabirds', 80.0), ('flowers', 99.0), ('dogs', 85.0),
+                            ('cars', 87.0)):
+            make_run(self.root, cls_name('davpt', 'in21k', task, 'authors'), 0,
+                     tests=[({'accuracy/top1': value}, None)])
+        tables = self.rows()
+        cub = [r for r in tables['tasks'] if r.what[2] == 'CUB-200-2011']
+        self.assertEqual([r.what[1] for r in cub], ['DA-VPT', "DA-VPT (authors' code)"])
+        self.assertEqual([(r.n, r.mean, r.paper) for r in cub], [('1', 90.0, 90.2),
+                                                                 ('2', 88.5, 90.2)])
+        fgvc = {r.what[1]: r for r in tables['groups'] if r.what[2] == 'FGVC'}
+        self.assertEqual(fgvc['DA-VPT'].n, '1/5')
+        self.assertIsNone(fgvc['DA-VPT'].mean)
+        self.assertEqual(fgvc["DA-VPT (authors' code)"].n, '5/5')
+        self.assertAlmostEqual(fgvc["DA-VPT (authors' code)"].mean,
+                               (88.5 + 80.0 + 99.0 + 85.0 + 87.0) / 5)
+        self.assertEqual(fgvc["DA-VPT (authors' code)"].paper, 91.22)
+        self.assertIn("| supervised IN-21k | DA-VPT (authors' code) | CUB-200-2011 | 2 | 88.50 | "
+                      '0.71 | 90.20 | -1.70 |', aggregate.format_tables(tables))
 
     def test_incomplete_group(self):
         make_run(self.root, cls_name('vpt-deep', 'mocov3', 'vtab-dtd'), 0,

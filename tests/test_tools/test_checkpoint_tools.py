@@ -28,7 +28,7 @@ from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAIN
                                          weights_fingerprint)
 from mmda_vpt.utils.checkpoint_errors import UnreadableCheckpointError
 from tests.utils import (REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN, load_tool,
-                         write_toy_images)
+                         missing_augreg_message, tiny_vit_weights, write_toy_images)
 
 pytestmark = pytest.mark.slow  # subprocesses and runners
 
@@ -51,13 +51,7 @@ test_dataloader = dict(dataset=dict(data_root={data_root!r}))
 
 def host_weights(seed: int) -> dict:
     """A tiny mmpretrain ViT's weights drawn with ``seed`` (a converted base checkpoint)."""
-    from mmpretrain.models.backbones import VisionTransformer
-    torch.manual_seed(seed)
-    vit = VisionTransformer(arch=ARCH, img_size=32, patch_size=8)
-    with torch.no_grad():
-        for param in vit.parameters():
-            param.add_(torch.randn_like(param) * 0.02)
-    return vit.state_dict()
+    return tiny_vit_weights(seed, ARCH, img_size=32)
 
 
 def last_line(output: str) -> str:
@@ -231,12 +225,9 @@ class TestCheckpointsThroughTools(TestCase):
                     self.train_tool.main(argv)
 
     def test_missing_pretrained_names_the_converter(self):
-        missing = osp.join(self.root, 'checkpoints', 'vit-b16_in21k.pth')
+        missing = osp.join(self.root, 'checkpoints', 'vit-b16_in21k-augreg.pth')
         with self.assertRaises(FileNotFoundError) as caught:
             self.train_tool.main([self.config, '--work-dir', osp.join(self.root, 'missing'),
                                   '--cfg-options', f'model.backbone.init_cfg.checkpoint={missing}'])
         self.assertEqual(
-            str(caught.exception),
-            f'pre-trained checkpoint {missing} of DAVPTViT (init_cfg) can not be found; it is '
-            'made by: python tools/model_converters/convert_vit.py imagenet21k_ViT-B_16.npz '
-            f'{missing} --src-format npz --dst mmpretrain (see README "Pre-trained checkpoints")')
+            str(caught.exception), missing_augreg_message(missing))

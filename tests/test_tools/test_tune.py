@@ -127,6 +127,29 @@ class TestConfigKeys(TestCase):
                          [h.type for h in cfg.custom_hooks])
         self.assertEqual(tree['custom_hooks'][hook]['margin'], 0.2)
 
+    def test_batch_size_sets_the_class_slots_sampler(self):
+        # CUB's paper row draws class-slot batches: the sampler's batch_size follows the
+        # dataloader's, for the short name and for the config path alike.
+        self.assertEqual(Config.fromfile(CUB).train_dataloader.sampler.mode, 'class_slots')
+        tied = [('train_dataloader', 'batch_size'), ('train_dataloader', 'sampler', 'batch_size')]
+        for key in ('batch_size', 'train_dataloader.batch_size'):
+            with self.subTest(key=key):
+                search = self._search(space=[f'{key}=16,64'])
+                self.assertEqual(search.params[0].paths, tied)
+                cfg = search.trial_config({key: 64}, tempfile.mkdtemp(), 'trial_0000')
+                self.assertEqual(cfg.train_dataloader.batch_size, 64)
+                self.assertEqual(cfg.train_dataloader.sampler.batch_size, 64)
+                self.assertEqual(tune.best_overrides(search, {key: 16})['train_dataloader'],
+                                 dict(batch_size=16, sampler=dict(batch_size=16)))
+        # Other samplers draw no batches of their own: the dataloader's batch size only.
+        for sampler in (dict(mode='rounds', batch_size=None), dict(type='DefaultSampler')):
+            with self.subTest(sampler=sampler):
+                options = {f'train_dataloader.sampler.{k}': v for k, v in sampler.items()}
+                search = self._search(space=['batch_size=16,64'], cfg_options=options)
+                self.assertEqual(search.params[0].paths, tied[:1])
+                cfg = search.trial_config({'batch_size': 64}, tempfile.mkdtemp(), 'trial_0000')
+                self.assertEqual(cfg.train_dataloader.batch_size, 64)
+
     def test_unknown_keys(self):
         with self.assertRaisesRegex(ValueError, "^unknown key 'foo': not a short name \\(lr, "):
             self._search(space=['foo=1,2'])

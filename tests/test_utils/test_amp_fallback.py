@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401  (applies the patch)
 from mmda_vpt.utils import amp_fallback
-from tests.toy_datasets import DigitsDataset, tiny_classifier_cfg  # noqa: F401  (registers)
+from tests.toy_datasets import (DigitsDataset, digits_train_loader,  # noqa: F401  (registers)
+                                tiny_classifier_cfg)
 
 AMP = dict(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic',
            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
@@ -126,10 +127,7 @@ class TestAmpRunner(TestCase):
             runner = Runner(
                 model=tiny_classifier_cfg(10),
                 work_dir=tmp,
-                train_dataloader=dict(dataset=dict(type='DigitsDataset', indices=(0, 48),
-                                                   pipeline=[dict(type='PackInputs')]),
-                                      batch_size=16, num_workers=0,
-                                      sampler=dict(type='DefaultSampler', shuffle=True)),
+                train_dataloader=digits_train_loader(),
                 train_cfg=dict(by_epoch=True, max_epochs=1),
                 optim_wrapper=copy.deepcopy(AMP),
                 default_hooks=dict(logger=dict(type='LoggerHook', interval=1),

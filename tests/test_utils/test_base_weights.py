@@ -19,18 +19,14 @@ from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAIN
                                          decode_base_weights, encode_base_weights,
                                          install_checkpoint_loader, resolve_base_weights,
                                          weights_fingerprint)
+from tests.utils import missing_augreg_message, tiny_vit_weights
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
 def _host_weights(seed: int) -> 'OrderedDict[str, torch.Tensor]':
     """A tiny host ViT's weights (non-trivial norms and biases) drawn with ``seed``."""
-    torch.manual_seed(seed)
-    vit = VisionTransformer(arch=ARCH, img_size=16, patch_size=8)
-    with torch.no_grad():
-        for param in vit.parameters():
-            param.add_(torch.randn_like(param) * 0.02)
-    return vit.state_dict()
+    return tiny_vit_weights(seed, ARCH, img_size=16)
 
 
 def _backbone(**kwargs):
@@ -199,23 +195,21 @@ class TestBaseWeightsFingerprint(TestCase):
         self._assert_weights_of(model, self.trained)
 
     def test_missing_pretrained_names_the_converter(self):
-        missing = osp.join(self.tmp, 'checkpoints', 'vit-b16_in21k.pth')
+        missing = osp.join(self.tmp, 'checkpoints', 'vit-b16_in21k-augreg.pth')
         model = _backbone(init_cfg=dict(type='Pretrained', checkpoint=missing))
         with self.assertRaises(FileNotFoundError) as caught:
             model.init_weights()
         self.assertEqual(
-            str(caught.exception),
-            f'pre-trained checkpoint {missing} of DAVPTViT (init_cfg) can not be found; it is '
-            'made by: python tools/model_converters/convert_vit.py imagenet21k_ViT-B_16.npz '
-            f'{missing} --src-format npz --dst mmpretrain (see README "Pre-trained checkpoints")')
+            str(caught.exception), missing_augreg_message(missing))
         # mmseg's host with final_norm=False (SETR): --dst mmseg --drop-final-norm.
         from mmseg.registry import MODELS as SEG_MODELS
-        missing = 'checkpoints/vit-l16_in21k_mmseg.pth'
+        missing = 'checkpoints/vit-l16_jx384_mmseg.pth'
         seg = SEG_MODELS.build(dict(
             type='DAVPTViT', _scope_='mmseg', img_size=(16, 16), patch_size=8, embed_dims=32,
             num_layers=2, num_heads=2, mlp_ratio=2, final_norm=False, num_prompts=2,
             init_cfg=dict(type='Pretrained', checkpoint=missing)))
         with self.assertRaisesRegex(
                 FileNotFoundError, r'made by: python tools/model_converters/convert_vit\.py '
-                rf'ViT-L_16\.npz {missing} --src-format npz --dst mmseg --drop-final-norm '):
+                rf'jx_vit_large_p16_384-b3be5167\.pth {missing} --src-format timm --dst mmseg '
+                r'--drop-final-norm '):
             seg.init_weights()

@@ -18,7 +18,7 @@ from mmengine.runner import load_checkpoint
 
 import mmda_vpt  # noqa: F401  (applies the compatibility patches)
 from mmda_vpt.utils.compat import apply_compat_patches, checkpoint_safe_globals
-from tests.utils import REPO, SUBPROCESS_TIMEOUT, free_port
+from tests.utils import REPO, SUBPROCESS_TIMEOUT, cpu_process_group, free_port
 
 # A one-process CPU run through mmengine's launcher; the checker, registered before the launch,
 # runs after everything the launch registered with atexit (last in, first out).
@@ -150,23 +150,16 @@ class TestCpuDistributed(TestCase):
 
     def test_ddp_of_cpu_module(self):
         model = torch.nn.Linear(3, 2)
-        with tempfile.TemporaryDirectory() as tmp, \
-                mock.patch.object(torch.cuda, 'is_available', return_value=False):
-            torch.distributed.init_process_group(
-                'gloo', init_method=f'file://{osp.join(tmp, "store")}', rank=0, world_size=1)
-            try:
-                # What Runner.wrap_model does: device_ids=[LOCAL_RANK].
-                ddp = MMDistributedDataParallel(module=model, device_ids=[0])
-                self.assertIsNone(ddp.device_ids)
-                ddp(torch.ones(4, 3)).sum().backward()
-                self.assertIsNotNone(model.weight.grad)
-                stock_init = MMDistributedDataParallel.__init__.__wrapped__
-                with self.assertRaisesRegex(ValueError, 'device_ids'):
-                    stock_init(
-                        object.__new__(MMDistributedDataParallel), module=model,
-                        device_ids=[0])
-            finally:
-                torch.distributed.destroy_process_group()
+        with cpu_process_group():
+            # What Runner.wrap_model does: device_ids=[LOCAL_RANK].
+            ddp = MMDistributedDataParallel(module=model, device_ids=[0])
+            self.assertIsNone(ddp.device_ids)
+            ddp(torch.ones(4, 3)).sum().backward()
+            self.assertIsNotNone(model.weight.grad)
+            stock_init = MMDistributedDataParallel.__init__.__wrapped__
+            with self.assertRaisesRegex(ValueError, 'device_ids'):
+                stock_init(
+                    object.__new__(MMDistributedDataParallel), module=model, device_ids=[0])
 
     def _exit(self, how: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES='', RANK='0', LOCAL_RANK='0',

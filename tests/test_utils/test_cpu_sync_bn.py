@@ -16,7 +16,7 @@ from mmengine.model import MMDistributedDataParallel
 
 import mmda_vpt  # noqa: F401  (applies the patches)
 from mmda_vpt.utils.cpu_sync_bn import patch_cpu_sync_bn, revert_cpu_sync_bn
-from tests.utils import DIST_TRAIN, REPO, SUBPROCESS_TIMEOUT
+from tests.utils import DIST_TRAIN, REPO, SUBPROCESS_TIMEOUT, cpu_process_group
 
 CONVERTED = 'SyncBatchNorm layer(s) are converted to BatchNorm for this CPU distributed run'
 
@@ -54,20 +54,14 @@ class TestRevert(TestCase):
 
     def test_ddp_of_cpu_module_with_sync_bn(self):
         net = _net()
-        with tempfile.TemporaryDirectory() as tmp, \
-                mock.patch.object(torch.cuda, 'is_available', return_value=False):
-            torch.distributed.init_process_group(
-                'gloo', init_method=f'file://{osp.join(tmp, "store")}', rank=0, world_size=1)
-            try:
-                # What Runner.wrap_model does with a model built from norm_cfg=dict(type='SyncBN').
-                ddp = MMDistributedDataParallel(module=net, device_ids=[0])
-                ddp(torch.ones(2, 3, 4, 4)).sum().backward()
-                self.assertIsNotNone(net[1].weight.grad)
-                stock = torch.nn.parallel.DistributedDataParallel.__init__.__wrapped__
-                with self.assertRaisesRegex(ValueError, 'SyncBatchNorm layers only work with GPU'):
-                    stock(object.__new__(torch.nn.parallel.DistributedDataParallel), _net())
-            finally:
-                torch.distributed.destroy_process_group()
+        with cpu_process_group():
+            # What Runner.wrap_model does with a model built from norm_cfg=dict(type='SyncBN').
+            ddp = MMDistributedDataParallel(module=net, device_ids=[0])
+            ddp(torch.ones(2, 3, 4, 4)).sum().backward()
+            self.assertIsNotNone(net[1].weight.grad)
+            stock = torch.nn.parallel.DistributedDataParallel.__init__.__wrapped__
+            with self.assertRaisesRegex(ValueError, 'SyncBatchNorm layers only work with GPU'):
+                stock(object.__new__(torch.nn.parallel.DistributedDataParallel), _net())
 
     def test_idempotent(self):
         init = torch.nn.parallel.DistributedDataParallel.__init__

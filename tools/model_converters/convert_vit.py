@@ -8,9 +8,9 @@ Examples::
     # SETR's ViT-L/16 (jx_vit_large_p16_384) for mmsegmentation (built with final_norm=False)
     python tools/model_converters/convert_vit.py jx_vit_large_p16_384-b3be5167.pth \\
         checkpoints/vit-l16_jx384_mmseg.pth --src-format timm --dst mmseg --drop-final-norm
-    # Google's ImageNet-21k ViT-B/16 (as VPT uses) for an mmpretrain classifier
+    # Google's original ImageNet-21k ViT-B/16 (VPT's weights; no config here names it)
     python tools/model_converters/convert_vit.py imagenet21k_ViT-B_16.npz \\
-        checkpoints/vit-b16_in21k.pth --src-format npz --dst mmpretrain
+        checkpoints/vit-b16_in21k-npz.pth --src-format npz --dst mmpretrain
 
 The result is ``{'state_dict': backbone weights, 'meta': ...}`` for
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` of ``DAVPTViT`` (or the host's own

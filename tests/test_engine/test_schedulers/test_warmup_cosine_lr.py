@@ -17,7 +17,8 @@ from timm.scheduler.scheduler_factory import create_scheduler
 
 import mmda_vpt  # noqa: F401  (registers WarmupCosineLR)
 from mmda_vpt.engine.schedulers import WarmupCosineLR
-from tests.toy_datasets import DigitsDataset, tiny_classifier_cfg  # noqa: F401  (registers)
+from tests.toy_datasets import (DigitsDataset, digits_train_loader,  # noqa: F401  (registers)
+                                tiny_classifier_cfg)
 from tests.utils import load_script, reference_dir
 
 # The authors' CUB row (configs/fgvc/vitb_cub200.yaml): peak lr, epochs, warm-up epochs, the
@@ -213,10 +214,7 @@ def _runner(work_dir: str, name: str, resume_from: Optional[str] = None) -> Runn
         model=tiny_classifier_cfg(10),
         work_dir=work_dir,
         experiment_name=name,
-        train_dataloader=dict(dataset=dict(type='DigitsDataset', indices=(0, 48),
-                                           pipeline=[dict(type='PackInputs')]),
-                              batch_size=16, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        train_dataloader=digits_train_loader(),
         train_cfg=dict(by_epoch=True, max_epochs=4),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=5e-3, weight_decay=0.05)),
         param_scheduler=dict(type='WarmupCosineLR', T_max=4, warmup_epochs=1,

@@ -1,18 +1,17 @@
 """The authors' released DA-VPT code, loaded beside ours for the backbone tests.
 
-The code lies in ``../shared/reference/DA-VPT`` beside the repository, or where the environment
-variable ``MMDA_VPT_REFERENCE`` says; tests that need it skip without it. Their modules import
-each other as top-level packages (``models``, ``utils``, ``Dataset``, ``params``), so they are
-imported with the folder on ``sys.path`` and taken out of ``sys.modules`` afterwards; third-party
-modules that only their data code needs are stubbed where absent. Their model code allocates a
-few counters on ``'cuda'``: those counters are skipped here (they hold no parameters).
+The code is found by :func:`tests.utils.reference_dir` (``$MMDA_VPT_REFERENCE``, else
+``../shared/reference/DA-VPT`` beside the repository); tests that need it skip without it. Their
+modules import each other as top-level packages (``models``, ``utils``, ``Dataset``, ``params``),
+so they are imported with the folder on ``sys.path`` and taken out of ``sys.modules`` afterwards;
+third-party modules that only their data code needs are stubbed where absent. Their model code
+allocates a few counters on ``'cuda'``: those counters are skipped here (they hold no parameters).
 """
 import argparse
 import contextlib
 import glob
 import importlib
 import io
-import os
 import os.path as osp
 import sys
 import types
@@ -23,9 +22,9 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-from tests.utils import REPO
+from tests.reference_code import read_yaml
 
-__all__ = ['NUM_CLASSES', 'reference_dir', 'yaml_paths', 'read_yaml_row', 'model_creator',
+__all__ = ['NUM_CLASSES', 'yaml_paths', 'read_yaml_row', 'model_creator',
            'authors_args', 'build_authors_model']
 
 #: Classes of each dataset the authors' configs name (their code counts them in the data).
@@ -41,29 +40,14 @@ _TOP_LEVEL = ('models', 'Dataset', 'utils', 'params', 'model_creator')
 _CACHE: Dict[str, types.ModuleType] = {}
 
 
-def reference_dir() -> Optional[str]:
-    """The folder of the authors' code, or None where it is absent."""
-    path = os.environ.get('MMDA_VPT_REFERENCE') or osp.join(REPO, '..', 'shared', 'reference',
-                                                            'DA-VPT')
-    return path if osp.isdir(osp.join(path, 'configs')) else None
-
-
 def yaml_paths(ref: str) -> List[str]:
     """Every released config of theirs (``configs/**/*.yaml``), sorted."""
     return sorted(glob.glob(osp.join(ref, 'configs', '**', '*.yaml'), recursive=True))
 
 
 def read_yaml_row(path: str) -> Dict[str, str]:
-    """A config's ``key:value`` lines as strings (their files are not YAML mappings)."""
-    row = {}
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith('#') or ':' not in line:
-                continue
-            key, value = line.split(':', 1)
-            row[key.strip().lstrip('-').replace('-', '_')] = value.strip().strip('"').strip("'")
-    return row
+    """A config's ``key:value`` lines as strings, a ``-`` in a key read as ``_``."""
+    return {key.lstrip('-').replace('-', '_'): value for key, value in read_yaml(path).items()}
 
 
 def _stubs() -> Dict[str, types.ModuleType]:

@@ -3,7 +3,7 @@ import os.path as osp
 import re
 import tempfile
 from collections import Counter
-from typing import Dict
+from typing import Dict, List, Tuple
 from unittest import TestCase
 
 import torch
@@ -16,8 +16,9 @@ from mmda_vpt.models.backbones import PromptOptions
 from mmda_vpt.models.backbones.bias_tuning import (AUTHORS_BIAS_KEYS, authors_bias_parts,
                                                    authors_flag)
 from mmda_vpt.models.backbones.prompt_options import BIAS_PARTS
+from tests.utils import assert_only_trainable_change, reference_dir
 from .authors_code import (authors_args, build_authors_model, model_creator, read_yaml_row,
-                           reference_dir, yaml_paths)
+                           yaml_paths)
 
 TINY_ARCH = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
 
@@ -83,22 +84,10 @@ class TestBiasParts(TestCase):
         trainable = set(model.trainable_names())
         prompts = {n for n in trainable if n.startswith('prompts.')}
         self.assertEqual(trainable - prompts, expected_names(part, names))
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
         effective = [model._qkv_bias(i, model._block_parts(layer)).detach().clone()
                      for i, layer in enumerate(model.layers)]
         # As mmengine passes them: every parameter, with weight decay.
-        optim = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
-        model.train()
-        for _ in range(3):
-            optim.zero_grad()
-            loss_fn(model).backward()
-            optim.step()
-        for name, param in model.named_parameters():
-            if name in trainable:
-                self.assertFalse(torch.equal(param, before[name]), name)
-            else:
-                self.assertTrue(torch.equal(param, before[name]), name)
-                self.assertIsNone(param.grad, name)
+        assert_only_trainable_change(self, model, loss_fn, params=model.parameters())
         # The fused qkv bias stays; in the bias attention uses, only the tuned row moves.
         for i, layer in enumerate(model.layers):
             now = model._qkv_bias(i, model._block_parts(layer)).detach().view(3, -1)
@@ -186,6 +175,14 @@ class TestBiasParts(TestCase):
             build_pretrain(bias_tune=('q_bias', ), qkv_bias=False)
 
 
+def kind_of(name: str, rules: List[Tuple[str, str]]) -> str:
+    """A trainable parameter's kind: the first ``(pattern, kind)`` rule its whole name matches."""
+    for pattern, kind in rules:
+        if re.fullmatch(pattern, name):
+            return re.sub(pattern, kind, name)
+    raise AssertionError(f'unexpected trainable parameter {name}')
+
+
 def our_kinds(model) -> Dict[str, int]:
     """Trainable elements of our backbone per kind (bias part, 'prompts', 'cls_token')."""
     kinds = Counter()
@@ -203,12 +200,7 @@ def our_kinds(model) -> Dict[str, int]:
             for j, row in enumerate(model.tuned_qkv_rows):
                 kinds['qkv'[row] + '_bias'] += param[:, j].numel()
             continue
-        for pattern, kind in rules:
-            if re.fullmatch(pattern, name):
-                kinds[re.sub(pattern, kind, name)] += param.numel()
-                break
-        else:
-            raise AssertionError(f'unexpected trainable parameter {name}')
+        kinds[kind_of(name, rules)] += param.numel()
     return dict(kinds)
 
 
@@ -226,12 +218,7 @@ def their_kinds(model) -> Dict[str, int]:
     for name, param in model.named_parameters():
         if not param.requires_grad or name.split('.')[0] in ('head', 'vpt_head'):
             continue
-        for pattern, kind in rules:
-            if re.fullmatch(pattern, name):
-                kinds[re.sub(pattern, kind, name)] += param.numel()
-                break
-        else:
-            raise AssertionError(f'unexpected trainable parameter {name}')
+        kinds[kind_of(name, rules)] += param.numel()
     return {k: v for k, v in kinds.items() if v}
 
 

@@ -9,7 +9,8 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.models.backbones import DeepPrompts, PromptOptions
-from .authors_code import authors_args, model_creator, read_yaml_row, reference_dir, yaml_paths
+from tests.utils import reference_dir
+from .authors_code import authors_args, model_creator, read_yaml_row, yaml_paths
 
 TINY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=64)
 
