@@ -14,8 +14,8 @@ import mmda_vpt  # noqa: F401
 from mmda_vpt.models.backbones import DeepPrompts, PromptOptions
 from mmda_vpt.models.backbones.prompts import patches_only_mask
 from mmda_vpt.utils.vit_checkpoint import timm_to_host
-from .authors_code import (authors_args, build_authors_model, model_creator, reference_dir,
-                           yaml_paths)
+from tests.utils import reference_dir
+from .authors_code import authors_args, build_authors_model, model_creator, yaml_paths
 from .test_bias_tuning import build_pretrain, build_seg, randomize
 
 OPTION_SETS = [dict(), dict(prompt_norm='l2'), dict(prompt_attn_mask='patches_only'),
