@@ -31,7 +31,7 @@ model = dict(
         prompt_dropout=0.0,
         prompt_init='uniform',
         bias_tune=None,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k-augreg.pth')),
     neck=None,
     head=dict(
         type='LinearClsHead',

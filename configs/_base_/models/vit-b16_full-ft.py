@@ -18,7 +18,7 @@ model = dict(
         final_norm=True,
         drop_rate=0.0,
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-b16_in21k-augreg.pth')),
     neck=None,
     head=dict(
         type='LinearClsHead',
