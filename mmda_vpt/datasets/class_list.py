@@ -12,7 +12,7 @@ before training and before testing); :class:`~mmda_vpt.datasets.ClassFolderDatas
 the dataset loads, for the ``classes`` of a config.
 """
 import logging
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop

@@ -1,6 +1,6 @@
 """Checkpoints that keep only what DA-VPT trains, and loading them over a base model."""
 import logging
-from typing import Dict, Optional, Set, Union
+from typing import Optional, Set, Union
 
 import torch
 import torch.nn as nn
