@@ -45,9 +45,11 @@ def revert_cpu_sync_bn(module: torch.nn.Module) -> torch.nn.Module:
         module not on the CPU, and without SyncBN layers.
     """
     from mmda_vpt.utils.compat import _on_cpu, cuda_free_distributed
+    if not cuda_free_distributed() or not _on_cpu(module):
+        return module  # a GPU run is never touched, not even by the look-up below
     types = _sync_bn_types()
     count = sum(isinstance(layer, types) for layer in module.modules())
-    if count == 0 or not cuda_free_distributed() or not _on_cpu(module):
+    if count == 0:
         return module
     from mmengine.model import revert_sync_batchnorm
     print_log(

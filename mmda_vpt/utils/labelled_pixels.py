@@ -66,11 +66,13 @@ def _annotation_loader(dataset: Any) -> Optional[Any]:
     return None
 
 
-def _label_maps(dataset: Any) -> Iterator[Tuple[str, np.ndarray]]:
+def _label_maps(dataset: Any) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
     """``(source, label map)`` of every sample of a dataset, loaded as its pipeline loads them.
 
     Yields nothing for a dataset whose samples tell no label map (neither a ``gt_seg_map``
-    nor a ``seg_map_path``).
+    nor a ``seg_map_path``), and ``(source, None)`` (unknown: the check is skipped) for one
+    whose pipeline has no mmseg ``LoadAnnotations`` (e.g. ``LoadBiomedicalAnnotation``) or whose
+    map fails to load here: another loader must not stop a run it would have trained.
     """
     if hasattr(dataset, 'full_init'):
         dataset.full_init()
@@ -88,11 +90,18 @@ def _label_maps(dataset: Any) -> Iterator[Tuple[str, np.ndarray]]:
         if loader is None:
             loader = _annotation_loader(dataset)
             if loader is None:
-                from mmseg.datasets.transforms import LoadAnnotations
-                loader = LoadAnnotations(backend_args=getattr(dataset, 'backend_args', None))
+                yield path, None
+                return
         results = copy.copy(info)
         results['seg_fields'] = []
-        yield path, np.asarray(loader(results)['gt_seg_map'])
+        try:
+            label_map = np.asarray(loader(results)['gt_seg_map'])
+        except Exception as error:  # noqa: BLE001  (the run's own loading reports its errors)
+            print_log(f'label-map check skipped: {path} did not load here ({error!r})',
+                      logger='current', level=logging.WARNING)
+            yield path, None
+            return
+        yield path, label_map
 
 
 def find_labelled_pixel(dataset: Any, ignore_index: int = 255) -> Tuple[Optional[bool], dict]:
@@ -112,6 +121,8 @@ def find_labelled_pixel(dataset: Any, ignore_index: int = 255) -> Tuple[Optional
     seen = dict(maps=0, examples=[], reduce_zero_label=False)
     for leaf in leaf_datasets(dataset):
         for source, label_map in _label_maps(leaf):
+            if label_map is None:
+                return None, seen
             found = False
             seen['maps'] += 1
             if len(seen['examples']) < _EXAMPLES:

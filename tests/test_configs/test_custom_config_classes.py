@@ -203,6 +203,11 @@ class TestOneClassListPerRun(TestCase):
                 self.assertRegex(warnings[0], r"^the test split \(.*test\) has no image of the "
                                  r"classes \['bee'\]; .*\(the classes the loaded checkpoint was "
                                  r"trained with\)")
+                # Validating it alone (runner.val()): the val split through that list too.
+                validator = Runner.from_cfg(copy.deepcopy(cfg))
+                self.assertIn('accuracy/top1', validator.val())
+                self.assertEqual(folder_labels(validator.val_dataloader.dataset),
+                                 {'ant': {0}, 'cat': {2}})
 
     def test_num_classes_mismatch(self):
         for classes, num_classes in ((None, 4), (CLASSES + ['dog'], 3)):

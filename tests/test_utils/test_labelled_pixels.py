@@ -70,6 +70,25 @@ class TestFindLabelledPixel(TestCase):
                     rf'index 255 \(e.g. {first}, '):
                 check_training_masks(dataset)
 
+    def test_other_loaders_skip_the_check(self):
+        # A pipeline without mmseg's LoadAnnotations (e.g. LoadBiomedicalAnnotation for .nii.gz
+        # maps), or a map this check cannot read: unknown, never a refused run.
+        from mmseg.datasets import BaseSegDataset
+        with tempfile.TemporaryDirectory() as root:
+            _write_maps(root, [np.full((16, 16), 255, np.uint8)] * 2)
+            biomedical = BaseSegDataset(
+                data_root=root,
+                data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
+                img_suffix='.png', seg_map_suffix='.png', metainfo=dict(classes=('a', 'b')),
+                pipeline=[dict(type='mmseg.LoadBiomedicalAnnotation')])
+            self.assertIsNone(find_labelled_pixel(biomedical)[0])
+            check_training_masks(biomedical)  # no error
+            for name in os.listdir(osp.join(root, 'ann_dir', 'train')):
+                with open(osp.join(root, 'ann_dir', 'train', name), 'wb') as f:
+                    f.write(b'not an image')
+            self.assertIsNone(find_labelled_pixel(_dataset(root))[0])
+            check_training_masks(_dataset(root))  # no error
+
     def test_zeros_reduced_to_the_ignore_index(self):
         # Maps of 0 ("unlabelled") with reduce_zero_label: every pixel is read as 255.
         with tempfile.TemporaryDirectory() as root:

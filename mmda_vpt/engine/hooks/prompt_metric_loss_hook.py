@@ -132,6 +132,11 @@ class PromptMetricLossHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._trained_classes = trained_classes(checkpoint)
 
+    def before_val(self, runner) -> None:
+        # runner.val() alone calls before_run before it loads the checkpoint: label the val
+        # split here, through the classes the checkpoint was trained with.
+        apply_run_classes(runner, self._trained_classes)
+
     def before_test(self, runner) -> None:
         apply_run_classes(runner, self._trained_classes)
 
