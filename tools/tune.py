@@ -775,7 +775,11 @@ class Search:
         study = optuna.create_study(
             study_name=self.spec.study_name, storage=storage, direction=self.spec.direction,
             sampler=self.make_sampler(worker), pruner=self.make_pruner(), load_if_exists=True)
-        start = len(study.get_trials(deepcopy=False))
+        # Counted once by run_search for every worker: a count here would depend on whether
+        # another worker has already started a trial.
+        start = study.user_attrs.get(SAMPLER_START)
+        if start is None:
+            start = len(study.get_trials(deepcopy=False))
         if start:
             study.sampler = self.make_sampler(worker, start)
         return study
@@ -871,6 +875,11 @@ def recover_abandoned(study: optuna.Study, log) -> List[int]:
         log(f'trial {trial.number} {trial.params} was left running by a stopped search: '
             'marked failed and queued again')
     return failed
+
+
+#: Study attribute: the trials the study held when this search (re)started, which seeds the
+#: samplers of every worker alike (see :meth:`Search.make_sampler`).
+SAMPLER_START = 'sampler_start'
 
 
 def _count(study: optuna.Study, states: Sequence[TrialState]) -> int:
@@ -1290,6 +1299,7 @@ def run_search(config: str,
     if done:
         search.log(f'resuming: {done} trials already finished')
     recover_abandoned(study, search.log)
+    study.set_user_attr(SAMPLER_START, len(study.get_trials(deepcopy=False)))
     if gpus:
         gpus = [str(g) for g in gpus]
         spec_file = osp.join(work_dir, 'search_spec.pkl')

@@ -476,6 +476,22 @@ class TestResumedSampler(TestCase):
             values = [t.params['lr'] for t in trials]
             self.assertEqual(len(set(values)), 3, values)
 
+            # Every worker seeds its sampler from the count taken once when the search
+            # (re)started, not from what it sees when it opens the study: a trial another worker
+            # has just started must not change it.
+            study = optuna.load_study(study_name='toy_davpt_digits',
+                                      storage=f'sqlite:///{tmp}/study.db')
+            self.assertEqual(study.user_attrs['sampler_start'], 2)
+            study.ask()  # another worker's trial, running
+            search = tune.Search(tune.make_spec(
+                DIGITS, ['lr=1e-4:1e-1:log'], trials=4, work_dir=tmp, sampler='random'))
+            first = [search.open_study(1).sampler.sample_independent(
+                study, None, 'lr', optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True))
+                     for _ in range(2)]
+            expected = search.make_sampler(1, 2).sample_independent(
+                study, None, 'lr', optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True))
+            self.assertEqual(first, [expected, expected])
+
 
 KILLED_SEARCH = '''
 import os, signal, sys
