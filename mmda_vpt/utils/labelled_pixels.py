@@ -7,7 +7,11 @@ step. It reads the label maps with the dataset's own annotation loader (so
 pixel, so a sound training set costs one file. An evaluation whose label maps hold no labelled
 pixel gives mmsegmentation's :class:`~mmseg.evaluation.IoUMetric` nothing to measure (0 / 0:
 nan for every IoU and accuracy): :func:`guard_iou_metric` makes it report no metric for that
-round, with a warning naming the split, and training goes on.
+round, with a warning naming the split, and training goes on (unless a hook or scheduler of
+the config requires that metric every round: mmengine's ``EarlyStoppingHook(strict=True)`` and
+``ReduceOnPlateau`` schedulers monitoring ``mIoU`` raise on a round without it). A pipeline without
+mmseg's ``LoadAnnotations``, or a label map this check cannot read, leaves the training set
+unchecked.
 
 Both run in every runner through :class:`~mmda_vpt.engine.hooks.LabelledPixelCheckHook`,
 which :func:`patch_runner_label_checks` registers (``import mmda_vpt`` applies it).

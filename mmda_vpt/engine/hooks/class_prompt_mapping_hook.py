@@ -188,6 +188,7 @@ class ClassPromptMappingHook(Hook):
         self._rank, self._world_size = 0, 1
         self._dataset_len = 0
         self._loader_len = 1
+        self._rank_epoch_len = 1
         self._loader_batch = 1
         self._warned_few = False
 
@@ -266,7 +267,7 @@ class ClassPromptMappingHook(Hook):
         self._batch_idx = batch_idx
         self._offset = 0
         if (self.feature_window == 'last_epoch' and not self._by_epoch and self.map is not None
-                and self.map.sums is not None and runner.iter % self._loader_len == 0):
+                and self.map.sums is not None and runner.iter % self._rank_epoch_len == 0):
             self.map.reset_window(self.map.sums.device)
 
     def _due(self, tick: int) -> bool:
@@ -327,13 +328,15 @@ class ClassPromptMappingHook(Hook):
         self._dataset_len = len(dataset)
         self._loader_len = max(len(loader), 1)
         self._loader_batch = loader.batch_size or 1
+        # One epoch of this rank's share (an InfiniteSampler's length is the whole dataset's).
+        self._rank_epoch_len = max(1, math.ceil(self._dataset_len /
+                                                (self._loader_batch * self._world_size)))
         if self.interval is not None:
             self._every = self.interval
         elif self._by_epoch:
             self._every = 1
         else:
-            self._every = max(1, math.ceil(self._dataset_len /
-                                           (self._loader_batch * self._world_size)))
+            self._every = self._rank_epoch_len
         self._first = max(self.first_update or 1, self._every)
         pads = (isinstance(sampler, DefaultSampler) and sampler.round_up
                 and self._world_size > 1 and sampler.total_size > self._dataset_len)

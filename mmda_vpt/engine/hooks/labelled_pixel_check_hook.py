@@ -24,7 +24,8 @@ class LabelledPixelCheckHook(Hook):
       label map).
     - Every ``IoUMetric`` of the validation and test evaluators reports no metric, with a
       warning naming the split, for an evaluation that saw no labelled pixel (its IoUs and
-      accuracies would be nan); training goes on.
+      accuracies would be nan); training goes on, except where the config requires that metric
+      every round (``EarlyStoppingHook(strict=True)``, a ``ReduceOnPlateau`` scheduler on it).
     """
 
     priority = 'VERY_HIGH'

@@ -276,13 +276,29 @@ class TestClassPromptMappingHook(TestCase):
                 self.assertEqual(hook.map.counts.sum().item(), 2.0 if kept else 0.0)
                 self.assertEqual(hook._epoch_start[1].sum().item(), 2.0 if kept else 0.0)
                 # Iteration-based loops: the window restarts with every pass over the data.
-                hook._by_epoch, hook._loader_len = False, 4
+                hook._by_epoch, hook._rank_epoch_len = False, 4
                 hook.map.add(torch.ones(1, 8), torch.tensor([2]))
                 before = hook.map.counts.sum().item()
                 hook.before_train_iter(SimpleNamespace(iter=5), 1)
                 self.assertEqual(hook.map.counts.sum().item(), before)
                 hook.before_train_iter(SimpleNamespace(iter=8), 0)
                 self.assertEqual(hook.map.counts.sum().item(), before if kept else 0.0)
+
+    def test_iteration_epoch_is_this_ranks_share(self):
+        # An InfiniteSampler's length is the whole dataset's; one epoch of a rank is its share.
+        from mmengine.dataset import InfiniteSampler
+        from mmengine.runner import IterBasedTrainLoop
+        from torch.utils.data import DataLoader
+        data = list(range(20))
+        loader = DataLoader(data, batch_size=2, sampler=InfiniteSampler(data, shuffle=False))
+        runner = SimpleNamespace(train_dataloader=loader,
+                                 train_loop=IterBasedTrainLoop.__new__(IterBasedTrainLoop))
+        for world, epoch in ((1, 10), (2, 5), (4, 3)):
+            with self.subTest(world=world):
+                hook = ClassPromptMappingHook(feature_window='last_epoch')
+                hook._world_size = world
+                hook._setup_loop(runner)
+                self.assertEqual((hook._rank_epoch_len, hook._every), (epoch, epoch))
 
     def test_add_leaves_unlabelled_rows_out(self):
         sums = torch.zeros(3, 2, dtype=torch.float64)
