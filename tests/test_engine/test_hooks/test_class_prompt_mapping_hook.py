@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 from types import SimpleNamespace
-from unittest import TestCase
+from unittest import TestCase, mock
 
 import pytest
 import numpy as np
@@ -286,18 +286,20 @@ class TestClassPromptMappingHook(TestCase):
 
     def test_iteration_epoch_is_this_ranks_share(self):
         # An InfiniteSampler's length is the whole dataset's; one epoch of a rank is its share.
-        from mmengine.dataset import InfiniteSampler
         from mmengine.runner import IterBasedTrainLoop
         from torch.utils.data import DataLoader
         data = list(range(20))
-        loader = DataLoader(data, batch_size=2, sampler=InfiniteSampler(data, shuffle=False))
+        # Length 10 on every rank: the whole dataset's, as with an InfiniteSampler (not built
+        # here: it draws a seed from the global random state, which later tests would see).
+        loader = DataLoader(data, batch_size=2)
         runner = SimpleNamespace(train_dataloader=loader,
                                  train_loop=IterBasedTrainLoop.__new__(IterBasedTrainLoop))
         for world, epoch in ((1, 10), (2, 5), (4, 3)):
             with self.subTest(world=world):
                 hook = ClassPromptMappingHook(feature_window='last_epoch')
                 hook._world_size = world
-                hook._setup_loop(runner)
+                with mock.patch(f'{ClassPromptMappingHook.__module__}.print_log'):
+                    hook._setup_loop(runner)  # no logger of its own outlives this test
                 self.assertEqual((hook._rank_epoch_len, hook._every), (epoch, epoch))
 
     def test_add_leaves_unlabelled_rows_out(self):
