@@ -1,5 +1,6 @@
 """Test-wide fixtures: every test starts without the process-wide state a Runner leaves."""
 import pytest
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.visualization import Visualizer
 
@@ -20,6 +21,9 @@ def fresh_runner_globals():
     test's deleted temporary folder. Tests must not depend on the order they run in.
     """
     DefaultScope._instance_dict.clear()
+    # A runner names its logger after the second it starts: two runners of one second (fast
+    # tests) would share an earlier test's logger, and 'current' logs go to the other one.
+    MMLogger._instance_dict.clear()
     for cls in (Visualizer, *_subclasses(Visualizer)):
         cls._instance_dict.clear()
     yield
