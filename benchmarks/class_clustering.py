@@ -1,6 +1,6 @@
 """Time the class-to-prompt clustering on synthetic class features (a benchmark helper).
 
-:func:`time_class_clustering` times ``mmda_vpt.utils.class_kmeans``'s initial fit and its
+:func:`time_class_clustering` times ``mmda_vpt.mapping.class_kmeans``'s initial fit and its
 warm-started update once per repetition; ``step_cost.py --tasks kmeans`` (``bench_kmeans``) is
 the full sweep over class counts, dimensions and group counts.
 """
@@ -8,7 +8,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from mmda_vpt.utils.class_kmeans import initial_class_map, update_class_map
+from mmda_vpt.mapping.class_kmeans import initial_class_map, update_class_map
 
 __all__ = ['time_class_clustering']
 

@@ -346,7 +346,7 @@ def attach_davpt_hooks(model: nn.Module, size: BenchSize, beta: float = 0.05,
         tuple: (metric-loss hook, mapping hook).
     """
     from mmda_vpt.engine.hooks import ClassPromptMappingHook, PromptMetricLossHook
-    from mmda_vpt.utils import ClassPromptMap
+    from mmda_vpt.mapping import ClassPromptMap
     backbone = model.backbone
     gen = torch.Generator().manual_seed(1)
     order = torch.randperm(size.num_classes, generator=gen)
@@ -769,12 +769,12 @@ def class_features(num_classes: int, dims: int, groups: int, seed: int) -> np.nd
 def kmeans_functions(n_init: int = 10):
     """(initial fit, warm-started update, description) as the mapping hook runs them.
 
-    ``mmda_vpt.utils.class_kmeans``'s ``initial_class_map`` (scikit-learn ``KMeans``,
+    ``mmda_vpt.mapping.class_kmeans``'s ``initial_class_map`` (scikit-learn ``KMeans``,
     k-means++ with a fixed seed, ``n_init`` runs) and ``update_class_map`` (Lloyd iterations
     warm-started from the previous centroids, one run), with ``ClassPromptMappingHook``'s
     defaults.
     """
-    from mmda_vpt.utils.class_kmeans import initial_class_map, update_class_map
+    from mmda_vpt.mapping.class_kmeans import initial_class_map, update_class_map
 
     def initial(features, groups):
         result = initial_class_map(features, groups, seed=0, n_init=n_init)
@@ -785,7 +785,7 @@ def kmeans_functions(n_init: int = 10):
         return result, result.n_iter
 
     return (initial, update,
-            f'mmda_vpt.utils.class_kmeans: initial_class_map(n_init={n_init}), update_class_map')
+            f'mmda_vpt.mapping.class_kmeans: initial_class_map(n_init={n_init}), update_class_map')
 
 
 def bench_kmeans(class_counts: Sequence[int], dims: Sequence[int], groups: Sequence[int],

@@ -234,7 +234,7 @@ def train_and_test(cfg, name: str, every: Optional[int] = None, test: bool = Tru
 
     ``after(runner)`` runs once training and testing are done (pictures read the model there).
     """
-    from mmda_vpt.utils import count_params
+    from mmda_vpt.checkpoints import count_params
     runner, hook = build_runner(cfg, name, every)
     start = time.perf_counter()
     runner.train()

@@ -30,10 +30,10 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import library_of, register_library  # noqa: E402
+from mmda_vpt.apis import library_of, register_library  # noqa: E402
 
 from mmda_vpt.engine.hooks.trainable_checkpoint_hook import TRAINABLE_ONLY_KEY  # noqa: E402
-from mmda_vpt.utils.base_weights import is_base_weights_key, strip_base_weights  # noqa: E402
+from mmda_vpt.checkpoints.base_weights import is_base_weights_key, strip_base_weights  # noqa: E402
 
 __all__ = [
     'build_model', 'check_inputs', 'export_checkpoint', 'main', 'parse_args', 'without_init_cfg'

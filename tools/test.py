@@ -23,7 +23,8 @@ from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import add_common_args, build_runner, library_of, set_work_dir  # noqa: E402
+from mmda_vpt.apis.cli import add_common_args  # noqa: E402
+from mmda_vpt.apis.runner import build_runner, library_of, set_work_dir  # noqa: E402
 
 __all__ = ['main', 'merge_args', 'parse_args']
 

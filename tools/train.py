@@ -2,7 +2,7 @@
 
 The library that runs the config is chosen by its ``default_scope`` (``'mmpretrain'`` or
 ``'mmseg'``); the runner is built the way the stock ``tools/train.py`` of that library builds it.
-``import mmda_vpt`` applies :mod:`mmda_vpt.utils.compat` (checkpoint resume with
+``import mmda_vpt`` applies :mod:`mmda_vpt.compat` (checkpoint resume with
 ``weights_only``, distributed runs without CUDA) and registers the DA-VPT components.
 
 Examples::
@@ -13,111 +13,15 @@ Examples::
     bash tools/dist_train.sh configs/da_vpt/xxx.py 8                     # torchrun, 8 processes
 """
 import argparse
-import importlib
-import logging
 import os
-import os.path as osp
-from copy import deepcopy
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.logging import print_log
-from mmengine.registry import Registry
-from mmengine.runner import Runner
+from mmengine.config import Config
 
 import mmda_vpt  # noqa: F401  (compatibility fixes and registration)
-from mmda_vpt.utils.params import log_trainable_params
-
-__all__ = [
-    'SUPPORTED_SCOPES', 'add_common_args', 'build_runner', 'library_of', 'main', 'merge_args',
-    'parse_args', 'register_library', 'set_work_dir'
-]
-
-# default_scope -> the package that runs configs of that scope.
-SUPPORTED_SCOPES: Dict[str, str] = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg'}
-
-# What each library's stock tools/train.py sets on every dataloader unless the config says
-# otherwise (mmsegmentation's sets nothing).
-_DATALOADER_DEFAULTS: Dict[str, dict] = {
-    'mmpretrain':
-    dict(pin_memory=True, persistent_workers=True, collate_fn=dict(type='default_collate')),
-    'mmseg': dict(),
-}
-
-
-def library_of(cfg: Config) -> str:
-    """The library that runs ``cfg``, from its ``default_scope``.
-
-    Args:
-        cfg (Config): A loaded config.
-
-    Returns:
-        str: ``'mmpretrain'`` or ``'mmseg'``.
-
-    Raises:
-        ValueError: If the config's ``default_scope`` is missing or not supported.
-    """
-    scope = cfg.get('default_scope', None)
-    if scope not in SUPPORTED_SCOPES:
-        raise ValueError(
-            f'{cfg.filename}: default_scope is {scope!r}; these tools run configs whose '
-            f'default_scope is one of {sorted(SUPPORTED_SCOPES)} (inherit '
-            "'mmpretrain::_base_/default_runtime.py' or 'mmseg::_base_/default_runtime.py', "
-            'or set default_scope).')
-    return scope
-
-
-def register_library(cfg: Config) -> Registry:
-    """Registers every module of the library that runs ``cfg``.
-
-    The default scope itself is set by the runner from ``cfg.default_scope``.
-
-    Args:
-        cfg (Config): A loaded config.
-
-    Returns:
-        Registry: The library's ``RUNNERS`` registry (for configs with ``runner_type``).
-    """
-    package = SUPPORTED_SCOPES[library_of(cfg)]
-    importlib.import_module(f'{package}.utils').register_all_modules(init_default_scope=False)
-    return importlib.import_module(f'{package}.registry').RUNNERS
-
-
-def build_runner(cfg: Config) -> Runner:
-    """Builds the runner of ``cfg`` like the stock tools: ``Runner.from_cfg`` or ``runner_type``.
-
-    Args:
-        cfg (Config): The merged config.
-
-    Returns:
-        Runner: The runner.
-    """
-    runners = register_library(cfg)
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return runners.build(cfg)
-
-
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Adds the arguments train.py and test.py share: config options, launcher, local rank.
-
-    Args:
-        parser (argparse.ArgumentParser): The parser to extend.
-    """
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, as key=value pairs merged into it '
-        '(lists as key="[a,b]" or key=a,b; nested lists/tuples as key="[(a,b),(c,d)]"; '
-        'quotes are needed and no white space is allowed)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher (tools/dist_train.sh uses pytorch)')
-    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+from mmda_vpt.apis import build_runner, merge_train_args
+from mmda_vpt.apis.cli import add_common_args
+from mmda_vpt.checkpoints import log_trainable_params
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -254,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = merge_train_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
     log_trainable_params(runner.model)  # the paper's #Param column, for every method
     runner.train()

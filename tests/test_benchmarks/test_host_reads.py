@@ -63,19 +63,3 @@ class TestCountHostReads(TestCase):
         self.assertEqual(outer.total, 2)  # its own two reads, not the other thread's
         self.assertEqual(seen['other'], 2)
         self.assertEqual(torch.Tensor.tolist.__name__, 'tolist')
-
-
-class TestMovedNames(TestCase):
-    """The helpers that left the package name their new place when imported from the old one."""
-
-    def test_old_imports_name_the_new_place(self):
-        import mmda_vpt.utils
-        import mmda_vpt.utils.class_kmeans
-        with self.assertRaisesRegex(ImportError, r'benchmarks\.host_reads\.count_host_reads'):
-            from mmda_vpt.utils import count_host_reads  # noqa: F401
-        with self.assertRaisesRegex(ImportError, r'to benchmarks\.host_reads '):
-            import mmda_vpt.utils.host_reads  # noqa: F401
-        with self.assertRaisesRegex(ImportError, r'benchmarks\.class_clustering'):
-            from mmda_vpt.utils.class_kmeans import time_class_clustering  # noqa: F401
-        self.assertFalse(hasattr(mmda_vpt.utils, 'no_such_name'))
-        self.assertTrue(hasattr(mmda_vpt.utils.class_kmeans, 'update_class_map'))

@@ -141,7 +141,7 @@ def missing_options() -> List[str]:
     from mmda_vpt.datasets.class_balanced_sampler import ClassBalancedSampler
     from mmda_vpt.engine.hooks import ClassPromptMappingHook
     from mmda_vpt.models.backbones.prompt_options import PromptOptions
-    from mmda_vpt.utils.class_prompt_map import MapOptions
+    from mmda_vpt.mapping.class_prompt_map import MapOptions
     tiny = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
     checks = {
         "prompt_init='xavier_stacked', prompt_init_scale": lambda: PromptOptions(
@@ -160,8 +160,8 @@ def missing_options() -> List[str]:
         "ClassBalancedSampler(mode='class_slots', batch_size)": lambda: inspect.signature(
             ClassBalancedSampler).bind(None, mode='class_slots', batch_size=4),
         'WarmupCosineLR': lambda: PARAM_SCHEDULERS.get('WarmupCosineLR') or {}['missing'],
-        'mmda_vpt.utils.amp_fallback': lambda: importlib.util.find_spec(
-            'mmda_vpt.utils.amp_fallback') or {}['missing'],
+        'mmda_vpt.compat.amp_fallback': lambda: importlib.util.find_spec(
+            'mmda_vpt.compat.amp_fallback') or {}['missing'],
     }
     return [name for name, build in checks.items() if _fails(build)]
 

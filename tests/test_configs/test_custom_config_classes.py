@@ -21,7 +21,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.datasets.initial_pass_loader import _initial_pass_dataset
+from mmda_vpt.mapping.initial_pass_loader import _initial_pass_dataset
 from tests.test_configs import test_custom_configs as custom
 from tests.utils import REPO, SUBPROCESS_TIMEOUT, TRAIN
 

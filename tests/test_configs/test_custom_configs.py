@@ -27,7 +27,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.engine.hooks import TrainableCheckpointHook
-from mmda_vpt.utils.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
+from mmda_vpt.checkpoints.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
 
 from tests.utils import REPO, load_tool
 

@@ -23,10 +23,10 @@ import pytest
 import torch
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAINED_DIR_ENV,
+from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAINED_DIR_ENV,
                                          decode_base_weights, encode_base_weights,
                                          weights_fingerprint)
-from mmda_vpt.utils.checkpoint_errors import UnreadableCheckpointError
+from mmda_vpt.checkpoints.checkpoint_errors import UnreadableCheckpointError
 from tests.utils import (REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN, load_tool,
                          missing_augreg_message, tiny_vit_weights, write_toy_images)
 
@@ -175,7 +175,7 @@ class TestCheckpointsThroughTools(TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertEqual(
             last_line(result.stdout),
-            'mmda_vpt.utils.checkpoint_errors.UnreadableCheckpointError: checkpoint '
+            'mmda_vpt.checkpoints.checkpoint_errors.UnreadableCheckpointError: checkpoint '
             f'{truncated} ({len(data) // 2:,} bytes) cannot be read: it is the beginning of a '
             'zip archive whose end is missing (truncated: an interrupted save or copy?); '
             "expected a checkpoint written by torch.save (mmengine's save_checkpoint, "

@@ -9,7 +9,7 @@ from mmengine.runner import load_checkpoint
 
 import mmda_vpt  # noqa: F401
 from mmda_vpt.engine.hooks.trainable_checkpoint_hook import frozen_backbone_keys
-from mmda_vpt.utils.base_weights import is_base_weights_key
+from mmda_vpt.checkpoints.base_weights import is_base_weights_key
 from tests.utils import REPO, load_tool
 
 DEMO = osp.join(REPO, 'demo', 'configs')

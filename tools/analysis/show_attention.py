@@ -27,7 +27,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from train import library_of, register_library  # noqa: E402
+from mmda_vpt.apis import library_of, register_library  # noqa: E402
 
 from mmda_vpt.utils.model_access import get_davpt_backbone  # noqa: E402
 

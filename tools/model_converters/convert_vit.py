@@ -20,7 +20,7 @@ The result is ``{'state_dict': backbone weights, 'meta': ...}`` for
 import argparse
 from typing import Optional, Sequence
 
-from mmda_vpt.utils.vit_checkpoint import (DST_FORMATS, SRC_FORMATS, convert_vit_checkpoint,
+from mmda_vpt.checkpoints.vit_checkpoint import (DST_FORMATS, SRC_FORMATS, convert_vit_checkpoint,
                                            save_converted_checkpoint)
 
 

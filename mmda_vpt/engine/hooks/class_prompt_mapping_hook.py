@@ -15,11 +15,11 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import BatchSampler
 
 from mmda_vpt.datasets.class_list import apply_run_classes
-from mmda_vpt.datasets.initial_pass_loader import (apply_quota, build_initial_pass_loader,
+from mmda_vpt.mapping.initial_pass_loader import (apply_quota, build_initial_pass_loader,
                                                    split_batch)
-from mmda_vpt.utils.class_kmeans import ClassMap
-from mmda_vpt.utils.class_prompt_map import UNSEEN_CLASSES, ClassPromptMap, MapOptions
-from mmda_vpt.utils.labels import (check_label_maps, image_labels, is_segmentation_batch,
+from mmda_vpt.mapping.class_kmeans import ClassMap
+from mmda_vpt.mapping.class_prompt_map import UNSEEN_CLASSES, ClassPromptMap, MapOptions
+from mmda_vpt.mapping.labels import (check_label_maps, image_labels, is_segmentation_batch,
                                    patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
                                          remove_loss_callback, unwrap_model)
@@ -53,7 +53,7 @@ class ClassPromptMappingHook(Hook):
     """Maps C classes to the M guided prompts by k-means over per-class features (DA-VPT 2.4).
 
     The map itself (its state, its feature window and its k-means updates) is a
-    :class:`~mmda_vpt.utils.ClassPromptMap`; this hook wires it to the runner:
+    :class:`~mmda_vpt.mapping.ClassPromptMap`; this hook wires it to the runner:
 
     - Before training, one pass over the training set with the test pipeline (no augmentation;
       ``pipeline='train'``: the training pipeline) through the frozen pre-trained backbone with the
@@ -62,7 +62,7 @@ class ClassPromptMappingHook(Hook):
       (segmentation, the class covering most of a patch's pixels). Normalized (``feature_norm``) and
       clustered with scikit-learn's ``KMeans`` (seeded; ``init='random'``: from random classes):
       ``class_to_prompt[c]`` is the cluster of class c. The pass's loader comes from
-      :func:`~mmda_vpt.datasets.initial_pass_loader.build_initial_pass_loader`, which also
+      :func:`~mmda_vpt.mapping.initial_pass_loader.build_initial_pass_loader`, which also
       documents how images are chosen. A label map the pass reads that holds
       a value which is neither a class nor ``ignore_index`` stops the run before its first
       training step, naming the file and the value.
@@ -117,12 +117,12 @@ class ClassPromptMappingHook(Hook):
             last epoch only, the authors' code). Defaults to ``'since_update'``.
         unseen_classes (str): A class without a feature in the window: ``'keep'`` (it keeps
             its prompt) or ``'random'`` (it gets a random prompt at every update, the authors'
-            code); see :meth:`~mmda_vpt.utils.ClassPromptMap.update`. Defaults to ``'keep'``.
+            code); see :meth:`~mmda_vpt.mapping.ClassPromptMap.update`. Defaults to ``'keep'``.
         **map_options: How the map clusters: ``metric``, ``empty_cluster``, ``balanced``,
             ``warm_start``, ``seed`` (also the seed of the per-class sample choice),
             ``n_init``, ``max_iter``, ``tol``, ``feature_norm``, ``init``, documented with
             their defaults in
-            :class:`~mmda_vpt.utils.class_prompt_map.MapOptions` (``empty_cluster='reseed'``
+            :class:`~mmda_vpt.mapping.class_prompt_map.MapOptions` (``empty_cluster='reseed'``
             and ``warm_start='anchored'`` keep every prompt holding a class; ``'keep'`` and
             ``'centroids'`` are the authors' code).
     """
@@ -153,7 +153,7 @@ class ClassPromptMappingHook(Hook):
                                      ('unseen_classes', unseen_classes, UNSEEN_CLASSES)):
             if value not in choices:
                 raise ValueError(f'{name} must be one of {choices}, got {value!r}')
-        #: How the map clusters (:class:`~mmda_vpt.utils.class_prompt_map.MapOptions`).
+        #: How the map clusters (:class:`~mmda_vpt.mapping.class_prompt_map.MapOptions`).
         self.map_options = MapOptions.build(type(self).__name__, map_options)
         self.samples_per_class = samples_per_class
         self.interval = interval

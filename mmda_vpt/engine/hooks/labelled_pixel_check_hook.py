@@ -2,7 +2,7 @@
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from mmda_vpt.utils.labelled_pixels import (check_training_masks, describe_split,
+from mmda_vpt.datasets.labelled_pixels import (check_training_masks, describe_split,
                                             guard_iou_metric, is_iou_metric)
 from mmda_vpt.utils.model_access import unwrap_model
 
@@ -14,13 +14,13 @@ class LabelledPixelCheckHook(Hook):
     """Segmentation splits whose label maps hold only the ignore index.
 
     ``import mmda_vpt`` registers one in every runner (see
-    :func:`~mmda_vpt.utils.labelled_pixels.patch_runner_label_checks`); listing it in
+    :func:`~mmda_vpt.datasets.labelled_pixels.patch_runner_label_checks`); listing it in
     ``custom_hooks`` changes nothing. For a segmentor (a model with a ``decode_head``):
 
     - Before training (before every other hook's ``before_train``), a training set none of
       whose label maps holds a pixel other than the ignore index (``decode_head.ignore_index``)
       is refused with a ``ValueError`` naming the split and what was read
-      (:func:`~mmda_vpt.utils.labelled_pixels.check_training_masks`; a sound set costs one
+      (:func:`~mmda_vpt.datasets.labelled_pixels.check_training_masks`; a sound set costs one
       label map).
     - Every ``IoUMetric`` of the validation and test evaluators reports no metric, with a
       warning naming the split, for an evaluation that saw no labelled pixel (its IoUs and

@@ -8,10 +8,10 @@ from mmengine.registry import HOOKS
 
 from mmda_vpt.datasets.class_list import apply_run_classes, trained_classes
 from mmda_vpt.models.losses import PromptProxyAnchorLoss
-from mmda_vpt.utils.labels import image_labels, is_segmentation_batch, patch_labels
+from mmda_vpt.mapping.labels import image_labels, is_segmentation_batch, patch_labels
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
                                          remove_loss_callback, unwrap_model)
-from mmda_vpt.utils.params import log_trainable_params
+from mmda_vpt.checkpoints.trainable_state import log_trainable_params
 
 __all__ = ['PromptMetricLossHook', 'model_num_classes', 'model_ignore_index']
 

@@ -8,9 +8,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from mmda_vpt.utils.base_weights import is_base_weights_key
+from mmda_vpt.checkpoints.base_weights import is_base_weights_key
 from mmda_vpt.utils.model_access import unwrap_model
-from mmda_vpt.utils.params import check_trainable_fit, trainable_state_dict
+from mmda_vpt.checkpoints.trainable_state import check_trainable_fit, trainable_state_dict
 
 __all__ = [
     'TrainableCheckpointHook', 'trainable_state_dict', 'frozen_backbone_keys',
@@ -76,7 +76,7 @@ class TrainableCheckpointHook(Hook):
     checkpoint of ``init_cfg`` and the fingerprint (content hash) of the frozen weights left
     out, and every stock loader (``load_from``, ``--resume``, ``tools/test.py``, the
     inferencers, ``load_checkpoint``) then loads the first file found whose weights have that
-    fingerprint under the trained part (see :mod:`mmda_vpt.utils.base_weights`). A backbone
+    fingerprint under the trained part (see :mod:`mmda_vpt.checkpoints.base_weights`). A backbone
     built without ``init_cfg`` ``type='Pretrained'`` names none: a warning says so once, and its
     checkpoints load only over a model that holds the same base weights already.
 

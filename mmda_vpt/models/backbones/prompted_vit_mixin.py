@@ -26,12 +26,12 @@ from mmcv.cnn.bricks.drop import drop_path
 from mmengine.logging import print_log
 from torch.utils.checkpoint import checkpoint
 
-from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT,
+from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT,
                                          base_weights_from_init_cfg, decode_base_weights,
                                          find_base_weights, is_local_checkpoint,
                                          resolve_base_weights, same_base_weights,
                                          save_base_weights_hook, weights_fingerprint)
-from mmda_vpt.utils.params import (check_trainable_fit, count_params, log_trainable_params,
+from mmda_vpt.checkpoints.trainable_state import (check_trainable_fit, count_params, log_trainable_params,
                                    trainable_state_dict)
 from .attention_recorder import AttentionRecorder
 from .bias_tuning import qkv_row_indices, qkv_rows, tuned_qkv_bias, tuned_qkv_name
@@ -256,7 +256,7 @@ class PromptedViTMixin:
         return tensors
 
     def frozen_fingerprint(self) -> Optional[str]:
-        """:func:`~mmda_vpt.utils.base_weights.weights_fingerprint` of the frozen weights.
+        """:func:`~mmda_vpt.checkpoints.base_weights.weights_fingerprint` of the frozen weights.
 
         What a trainable-only checkpoint records of the base weights it leaves out; computed
         once after the frozen weights change. None inside the backbone's own state-dict reads.
@@ -279,7 +279,7 @@ class PromptedViTMixin:
 
     def _converter_hint(self, path: str) -> str:
         """Which converter command writes the pre-trained checkpoint ``path`` for this host."""
-        from mmda_vpt.utils.vit_checkpoint import KNOWN_CONVERSIONS, converter_command
+        from mmda_vpt.checkpoints.vit_checkpoint import KNOWN_CONVERSIONS, converter_command
         host = 'mmseg' if any(c.__module__.startswith('mmseg.') for c in type(self).__mro__) \
             else 'mmpretrain'
         command = converter_command(path, host, getattr(self, 'final_norm', True) is False)
@@ -575,19 +575,6 @@ class PromptedViTMixin:
             taps.set_final(self.prompts.strip(x, last), self.num_prefix_tokens)
         self.taps = taps
         return outs
-
-    # ------------------------------------------------------------------ deprecated names
-    def insert_prompts(self, x: torch.Tensor, index: int, replace: bool) -> torch.Tensor:
-        """Deprecated: use ``self.prompts.insert`` (:meth:`DeepPrompts.insert`)."""
-        warnings.warn('insert_prompts is deprecated; use backbone.prompts.insert(x, index, '
-                      'replace)', DeprecationWarning, stacklevel=2)
-        return self.prompts.insert(x, index, replace)
-
-    def strip_prompts(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Deprecated: use ``self.prompts.strip`` (:meth:`DeepPrompts.strip`)."""
-        warnings.warn('strip_prompts is deprecated; use backbone.prompts.strip(x, index)',
-                      DeprecationWarning, stacklevel=2)
-        return self.prompts.strip(x, index)
 
     # ------------------------------------------------------------------ reporting
     def param_summary(self) -> Tuple[int, int]:

@@ -17,7 +17,7 @@ from mmseg.structures import SegDataSample
 import mmda_vpt  # noqa: F401
 from benchmarks.host_reads import count_host_reads
 from mmda_vpt.engine.hooks import PromptMetricLossHook
-from mmda_vpt.utils.labels import patch_labels
+from mmda_vpt.mapping.labels import patch_labels
 
 from tests.toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
 

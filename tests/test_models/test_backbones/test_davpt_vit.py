@@ -314,19 +314,6 @@ class TestDAVPTViT(TestCase):
         for key, value in model.state_dict().items():  # left unchanged
             assert torch.equal(value, before[key]), key
 
-    def test_deprecated_prompt_methods(self):
-        # The mixin's insert_prompts / strip_prompts moved to backbone.prompts: the old names
-        # warn, name the new one and give the same tensors.
-        model = build_pretrain()
-        x = torch.randn(2, 1 + 16, 32)
-        with self.assertWarnsRegex(DeprecationWarning, r'use backbone\.prompts\.insert'):
-            inserted = model.insert_prompts(x, 1, replace=False)
-        self.assertTrue(torch.equal(inserted, model.prompts.insert(x, 1, replace=False)))
-        self.assertEqual(inserted.shape[1], x.shape[1] + 4)
-        with self.assertWarnsRegex(DeprecationWarning, r'use backbone\.prompts\.strip'):
-            stripped = model.strip_prompts(inserted, 1)
-        self.assertTrue(torch.equal(stripped, x))
-
 
 class TestDAVPTViTSeg(TestCase):
 

@@ -14,8 +14,8 @@ import torch
 from mmengine.registry import DATASETS
 from torch.utils.data import DataLoader, Subset
 
-from mmda_vpt.utils.labels import check_label_range
-from .class_list import label_like
+from mmda_vpt.mapping.labels import check_label_range
+from mmda_vpt.datasets.class_list import label_like
 
 __all__ = [
     'apply_quota', 'build_initial_pass_loader', 'dataset_labels', 'find_pipeline',

@@ -1,4 +1,4 @@
-"""Tests of the class-to-prompt map's initial-pass data (mmda_vpt.datasets.initial_pass_loader)."""
+"""Tests of the class-to-prompt map's initial-pass data (mmda_vpt.mapping.initial_pass_loader)."""
 from types import SimpleNamespace
 from unittest import TestCase
 
@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, DefaultScope
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.datasets.initial_pass_loader import (apply_quota, build_initial_pass_loader,
+from mmda_vpt.mapping.initial_pass_loader import (apply_quota, build_initial_pass_loader,
                                                    dataset_labels, find_pipeline,
                                                    select_per_class, split_batch)
 

@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.labelled_pixels and LabelledPixelCheckHook: segmentation label maps
+"""Tests of mmda_vpt.datasets.labelled_pixels and LabelledPixelCheckHook: segmentation label maps
 that hold only the ignore index are refused for training; an evaluation without a labelled
 pixel reports no IoU metric (no nan) and training goes on."""
 import glob
@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401  (registers the hook in every runner)
 from mmda_vpt.engine.hooks import LabelledPixelCheckHook
-from mmda_vpt.utils.labelled_pixels import (check_training_masks, describe_split,
+from mmda_vpt.datasets.labelled_pixels import (check_training_masks, describe_split,
                                             find_labelled_pixel)
 from tests.utils import REPO
 

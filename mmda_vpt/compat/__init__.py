@@ -20,22 +20,22 @@ with CUDA untouched:
   group at exit: otherwise a rank that exits while another still talks to it can abort with
   "terminate called without an active exception" (exit code -6, a quarter of two-process runs
   here), failing a run whose work is all done. SyncBN layers of a CPU module become BatchNorm
-  before DistributedDataParallel wraps it (:mod:`mmda_vpt.utils.cpu_sync_bn`).
+  before DistributedDataParallel wraps it (:mod:`mmda_vpt.compat.cpu_sync_bn`).
 * **Package look-ups without** ``pkg_resources`` (setuptools >= 81 dropped it). mmengine resolves
   ``_base_ = 'mmpretrain::...'`` and ``mmseg::`` config paths with ``pkg_resources``
   ("No module named 'pkg_resources'"); when it is missing, mmengine's ``is_installed``,
   ``get_installed_path`` and ``package2module`` are replaced by ``importlib.metadata``
   equivalents.
 * **One line for the frozen parameters** an optimizer leaves out, instead of mmengine's warning
-  per tensor (:mod:`mmda_vpt.utils.frozen_param_log`).
-* **Segmentation label checks** in every runner (:mod:`mmda_vpt.utils.labelled_pixels`): a
+  per tensor (:mod:`mmda_vpt.compat.frozen_param_log`).
+* **Segmentation label checks** in every runner (:mod:`mmda_vpt.datasets.labelled_pixels`): a
   training set without a labelled pixel is refused before training; an evaluation without one
   reports no IoU metrics (with a warning) instead of nan.
 * **fp16 AMP without a GPU**: an ``AmpOptimWrapper`` built where no CUDA device is available
-  becomes the fp32 ``OptimWrapper`` with one warning (:mod:`mmda_vpt.utils.amp_fallback`).
+  becomes the fp32 ``OptimWrapper`` with one warning (:mod:`mmda_vpt.compat.amp_fallback`).
 * **Unreadable checkpoints** (truncated, empty, garbage) fail with one line naming the file, its
   size and what a checkpoint should be; ``--resume`` also lists the checkpoints of the work dir
-  that load (:mod:`mmda_vpt.utils.checkpoint_errors`).
+  that load (:mod:`mmda_vpt.checkpoints.checkpoint_errors`).
 """
 import atexit
 import contextlib
@@ -57,7 +57,7 @@ from mmengine.logging import print_log
 
 from .cpu_sync_bn import patch_cpu_sync_bn
 from .frozen_param_log import patch_frozen_param_log
-from .labelled_pixels import patch_runner_label_checks
+from mmda_vpt.datasets.labelled_pixels import patch_runner_label_checks
 
 __all__ = ['apply_compat_patches', 'checkpoint_safe_globals', 'cuda_free_distributed']
 
@@ -427,4 +427,4 @@ def apply_compat_patches() -> None:
     patch_frozen_param_log()
     patch_runner_label_checks()
     importlib.import_module('.amp_fallback', __package__).patch_amp_optim_wrapper()
-    importlib.import_module(f'{__package__}.checkpoint_errors').install_checkpoint_errors()
+    importlib.import_module('mmda_vpt.checkpoints.checkpoint_errors').install_checkpoint_errors()

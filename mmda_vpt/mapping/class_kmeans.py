@@ -26,7 +26,6 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from ._moved import moved_getattr
 
 __all__ = [
     'ClassMap', 'normalize_rows', 'normalize_features', 'initial_class_map', 'warm_kmeans',
@@ -650,6 +649,3 @@ def _cluster(points: np.ndarray, init: np.ndarray, previous: np.ndarray, kept: n
 def cluster_sizes(class_to_prompt: np.ndarray, num_prompts: int) -> np.ndarray:
     """Number of classes of every prompt, (M,)."""
     return np.bincount(np.asarray(class_to_prompt, dtype=np.int64), minlength=num_prompts)
-
-
-__getattr__ = moved_getattr(__name__)  # time_class_clustering: see _moved.MOVED

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from .model_access import unwrap_model
+from mmda_vpt.utils.model_access import unwrap_model
 
 __all__ = ['check_trainable_fit', 'count_params', 'log_trainable_params', 'trainable_state_dict']
 

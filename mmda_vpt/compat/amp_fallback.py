@@ -8,7 +8,7 @@ built or trained in tests. :func:`patch_amp_optim_wrapper` makes ``AmpOptimWrapp
 a plain fp32 :class:`~mmengine.optim.OptimWrapper` on such a machine, with every argument but
 the AMP ones (``loss_scale``, ``dtype``, ``use_fsdp``) kept (``optimizer``,
 ``accumulative_counts``, ``clip_grad``), and one warning per wrapper built, as the ``nccl``
-backend becomes ``gloo`` in :mod:`mmda_vpt.utils.compat`. With CUDA (or another accelerator
+backend becomes ``gloo`` in :mod:`mmda_vpt.compat`. With CUDA (or another accelerator
 mmengine's AMP supports) nothing changes; subclasses of ``AmpOptimWrapper`` are never replaced.
 """
 import functools
@@ -19,7 +19,7 @@ from typing import Any, Callable, Tuple
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
-from .compat import cuda_free_distributed
+from mmda_vpt.compat import cuda_free_distributed
 
 __all__ = ['amp_unavailable', 'fp32_optim_wrapper', 'patch_amp_optim_wrapper']
 

@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.cpu_sync_bn: SyncBN layers of a CPU module become BatchNorm when a
+"""Tests of mmda_vpt.compat.cpu_sync_bn: SyncBN layers of a CPU module become BatchNorm when a
 distributed run without CUDA wraps it (tools/dist_train.sh with mmseg's SyncBN heads)."""
 import logging
 import os
@@ -15,7 +15,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import MMDistributedDataParallel
 
 import mmda_vpt  # noqa: F401  (applies the patches)
-from mmda_vpt.utils.cpu_sync_bn import patch_cpu_sync_bn, revert_cpu_sync_bn
+from mmda_vpt.compat.cpu_sync_bn import patch_cpu_sync_bn, revert_cpu_sync_bn
 from tests.utils import DIST_TRAIN, REPO, SUBPROCESS_TIMEOUT, cpu_process_group
 
 CONVERTED = 'SyncBatchNorm layer(s) are converted to BatchNorm for this CPU distributed run'

@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.frozen_param_log: mmengine's warning per frozen parameter tensor
+"""Tests of mmda_vpt.compat.frozen_param_log: mmengine's warning per frozen parameter tensor
 ("... is skipped since its requires_grad=False") becomes one summary line."""
 import glob
 import logging
@@ -15,7 +15,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401  (applies the patches)
-from mmda_vpt.utils.frozen_param_log import patch_frozen_param_log
+from mmda_vpt.compat.frozen_param_log import patch_frozen_param_log
 from tests.utils import REPO
 
 DIGITS = osp.join(REPO, 'tests', 'data', 'configs', 'toy_davpt_digits.py')

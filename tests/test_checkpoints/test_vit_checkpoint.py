@@ -21,7 +21,7 @@ from timm.models.vision_transformer import _load_weights as timm_load_npz
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 import mmda_vpt  # noqa: F401  (registers DAVPTViT)
-from mmda_vpt.utils.vit_checkpoint import (SRC_FORMATS, convert_vit_checkpoint,
+from mmda_vpt.checkpoints.vit_checkpoint import (SRC_FORMATS, convert_vit_checkpoint,
                                            convert_vit_weights, load_source_checkpoint,
                                            save_converted_checkpoint)
 from tests.utils import REPO, load_tool

@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.params and unwrap_model: one parameter count, logged in one format."""
+"""Tests of mmda_vpt.checkpoints.trainable_state and unwrap_model: one parameter count, logged in one format."""
 import logging
 from unittest import TestCase
 
@@ -7,7 +7,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseTTAModel
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.utils import count_params, log_trainable_params, unwrap_model
+from mmda_vpt.checkpoints import count_params, log_trainable_params
+from mmda_vpt.utils import unwrap_model
 from tests.test_models.test_backbones.test_davpt_vit import build_pretrain
 
 

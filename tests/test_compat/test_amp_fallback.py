@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.amp_fallback (AmpOptimWrapper without CUDA) and of gradient clipping
+"""Tests of mmda_vpt.compat.amp_fallback (AmpOptimWrapper without CUDA) and of gradient clipping
 by value through mmengine's OptimWrapper (the authors' ``clip_grad_value_(10)``)."""
 import copy
 import glob
@@ -12,7 +12,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401  (applies the patch)
-from mmda_vpt.utils import amp_fallback
+from mmda_vpt.compat import amp_fallback
 from tests.toy_datasets import (DigitsDataset, digits_train_loader,  # noqa: F401  (registers)
                                 tiny_classifier_cfg)
 

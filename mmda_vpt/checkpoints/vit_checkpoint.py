@@ -598,7 +598,7 @@ def save_converted_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str,
         source: The source file name, recorded in ``meta``. Defaults to None.
     """
     import mmengine
-    meta: Dict[str, Any] = {'converted_by': 'mmda_vpt.utils.vit_checkpoint'}
+    meta: Dict[str, Any] = {'converted_by': 'mmda_vpt.checkpoints.vit_checkpoint'}
     if source is not None:
         meta['source'] = osp.basename(source)
     if report is not None:

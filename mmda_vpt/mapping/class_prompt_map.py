@@ -3,7 +3,7 @@
 :class:`ClassPromptMap` holds what the map is at any time (the prompt of every class, the
 centroids, the last mean feature of every class) and the window of features summed since the
 last update, and computes the initial map and every update with the functions of
-:mod:`mmda_vpt.utils.class_kmeans`. It knows no runner and no ranks:
+:mod:`mmda_vpt.mapping.class_kmeans`. It knows no runner and no ranks:
 :class:`~mmda_vpt.engine.hooks.ClassPromptMappingHook` feeds it features, sums its window over
 the ranks and shares rank 0's result.
 """
@@ -51,7 +51,7 @@ class MapOptions:
         feature_norm (str): How the class features are normalized before every clustering:
             ``'l2'`` (on the unit sphere, the paper's) or ``'layer'`` (centred first: the
             authors' row-wise LayerNorm without affine before their cosine k-means, their
-            ``kmeans_norm: layer``); see :func:`~mmda_vpt.utils.class_kmeans.
+            ``kmeans_norm: layer``); see :func:`~mmda_vpt.mapping.class_kmeans.
             normalize_features`. Defaults to ``'l2'``.
         init (str): How the initial map's k-means starts: ``'k-means++'`` (scikit-learn's) or
             ``'random'`` (random classes as the first centroids, the authors' code; theirs is

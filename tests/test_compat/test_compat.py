@@ -1,4 +1,4 @@
-"""Tests of mmda_vpt.utils.compat: the checkpoint allowlist, CPU distributed launching and
+"""Tests of mmda_vpt.compat: the checkpoint allowlist, CPU distributed launching and
 the package lookups."""
 import os
 import os.path as osp
@@ -17,7 +17,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.runner import load_checkpoint
 
 import mmda_vpt  # noqa: F401  (applies the compatibility patches)
-from mmda_vpt.utils.compat import apply_compat_patches, checkpoint_safe_globals
+from mmda_vpt.compat import apply_compat_patches, checkpoint_safe_globals
 from tests.utils import REPO, SUBPROCESS_TIMEOUT, cpu_process_group, free_port
 
 # A one-process CPU run through mmengine's launcher; the checker, registered before the launch,

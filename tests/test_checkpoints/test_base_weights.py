@@ -1,4 +1,4 @@
-"""Unit tests of mmda_vpt.utils.base_weights and of the backbone's base-weights entry."""
+"""Unit tests of mmda_vpt.checkpoints.base_weights and of the backbone's base-weights entry."""
 import logging
 import os
 import os.path as osp
@@ -14,7 +14,7 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.utils.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAINED_DIR_ENV,
+from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAINED_DIR_ENV,
                                          BaseWeightsMismatchError, base_weights_candidates,
                                          decode_base_weights, encode_base_weights,
                                          install_checkpoint_loader, resolve_base_weights,

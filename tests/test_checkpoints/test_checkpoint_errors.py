@@ -1,4 +1,4 @@
-"""Unit tests of mmda_vpt.utils.checkpoint_errors: unreadable checkpoints fail in one line."""
+"""Unit tests of mmda_vpt.checkpoints.checkpoint_errors: unreadable checkpoints fail in one line."""
 import os
 import os.path as osp
 import tempfile
@@ -9,7 +9,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
 import mmda_vpt  # noqa: F401  (installs the errors)
-from mmda_vpt.utils.checkpoint_errors import (UnreadableCheckpointError, install_checkpoint_errors,
+from mmda_vpt.checkpoints.checkpoint_errors import (UnreadableCheckpointError, install_checkpoint_errors,
                                               loadable_checkpoints)
 
 
