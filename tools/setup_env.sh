@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the project's virtual environment: torch, mmcv 2.1.0 with its compiled ops (built once
-# and cached outside the repository), the OpenMMLab stack and mmda_vpt in editable mode.
+# and cached outside the repository), the OpenMMLab stack, openmim (the `mim` command, without
+# its dependency chain) and mmda_vpt in editable mode.
 #
 # Environment overrides:
 #   PYTHON              interpreter for the venv (default: python3.11, else python3)
@@ -47,7 +48,7 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 fingerprint="$(cat "$ROOT/setup.py" "$ROOT/requirements/"*.txt "$ROOT/tools/setup_env.sh" \
   | sha256sum | cut -c1-16)-${TORCH_SPEC}-${TORCHVISION_SPEC}-${MMCV_WHEEL:-}-${SKIP_TORCH:-0}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] \
-   && "$PY" -c 'import mmda_vpt, mmcv.ops, mmseg.models, mmpretrain.models' >/dev/null 2>&1; then
+   && "$PY" -c 'import mmda_vpt, mmcv.ops, mmseg.models, mmpretrain.models, mim' >/dev/null 2>&1; then
   say "environment is up to date (delete $STAMP to force a reinstall)"
   exit 0
 fi
@@ -112,13 +113,19 @@ else
 fi
 
 # ---- the OpenMMLab stack and the project ----------------------------------------------------
-say "installing mmengine, mmpretrain, mmsegmentation, test tools and mmda_vpt (editable)"
+say "installing mmengine, mmpretrain, mmsegmentation, optuna, openmim, test tools and mmda_vpt (editable)"
 "${PIP[@]}" install -q -c "$ROOT/requirements/constraints.txt" "$TORCH_SPEC" "$TORCHVISION_SPEC" \
-    -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/demo.txt" 2> >(grep -v 'is ignored' >&2) \
+    -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tune.txt" \
+    -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/demo.txt" \
+    -r "$ROOT/requirements/openmim_imports.txt" 2> >(grep -v 'is ignored' >&2) \
   || die "installing the requirements failed (see pip's message above)"
+# openmim's own requirements pin setuptools~=60.2 (through opendatalab -> openxlab), which torch
+# and mmengine's pkg_resources look-ups cannot run with: what its code imports came above.
+"${PIP[@]}" install -q --no-deps -r "$ROOT/requirements/openmim.txt" 2> >(grep -v 'is ignored' >&2) \
+  || die "installing openmim failed (see pip's message above)"
 "${PIP[@]}" install -q --no-deps -e "$ROOT" 2> >(grep -v 'is ignored' >&2) || die "installing mmda_vpt failed"
 
-"$PY" -c 'import mmda_vpt, mmcv.ops, mmseg.models, mmpretrain.models' \
+"$PY" -W ignore::UserWarning -c 'import mmda_vpt, mmcv.ops, mmseg.models, mmpretrain.models, mim' \
   || die "the stack does not import; see the traceback above"
 echo "$fingerprint" > "$STAMP"
 say "ready: torch $TORCH_VER, mmcv $MMCV_VERSION (ops), $("$PY" -c 'import mmengine, mmpretrain, mmseg; print(f"mmengine {mmengine.__version__}, mmpretrain {mmpretrain.__version__}, mmseg {mmseg.__version__}")')"
