@@ -21,9 +21,9 @@ from email.parser import Parser
 from typing import List
 from unittest import TestCase
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.utils import TOY_CONFIG, write_toy_images
 
 pytestmark = pytest.mark.slow  # builds a wheel, makes a venv and trains in subprocesses
 
@@ -57,22 +57,6 @@ def _ignore(folder: str, names: List[str]) -> List[str]:
     ]
 
 
-def _write_images(root: str) -> None:
-    """Two classes of 16x16 images (horizontal and vertical stripes), 8 + 4 per class."""
-    rng = np.random.default_rng(0)
-    for split, count in (('train', 8), ('val', 4)):
-        for label, name in enumerate(('horizontal', 'vertical')):
-            folder = osp.join(root, 'data', 'tiny_cls', split, name)
-            os.makedirs(folder)
-            for index in range(count):
-                image = rng.integers(0, 64, (16, 16, 3)).astype(np.uint8)
-                if label == 0:
-                    image[::4] += 160
-                else:
-                    image[:, ::4] += 160
-                Image.fromarray(image).save(osp.join(folder, f'{index}.png'))
-
-
 class TestWheelInstall(TestCase):
     """Build, install into a fresh venv, train through custom_imports, mim train and test."""
 
@@ -102,8 +86,9 @@ class TestWheelInstall(TestCase):
 
         cls.work = osp.join(tmp, 'work')
         os.makedirs(cls.work)
-        shutil.copy(CONFIG, cls.work)
-        _write_images(cls.work)
+        for config in (CONFIG, TOY_CONFIG):
+            shutil.copy(config, cls.work)
+        write_toy_images(cls.work)
 
     @classmethod
     def tearDownClass(cls):
