@@ -24,7 +24,7 @@ from .spec import DEFAULT_SAMPLED_TRIALS, PRUNERS, SearchSpec
 from .storage import SAMPLER_START, count_trials, make_storage
 from .table import format_value
 
-__all__ = ['Search', 'search_logger']
+__all__ = ['Search', 'search_logger', 'train_args']
 
 _PRUNER_CLASSES = dict(none=optuna.pruners.NopPruner, median=optuna.pruners.MedianPruner,
                        halving=optuna.pruners.SuccessiveHalvingPruner,
@@ -49,13 +49,24 @@ def search_logger(work_dir: str) -> MMLogger:
                                  log_level='INFO')
 
 
-def _train_args(config: str, work_dir: str) -> argparse.Namespace:
-    """The options of ``tools/train.py CONFIG --work-dir WORK_DIR`` (all others their default),
-    as :func:`mmda_vpt.apis.merge_train_args` reads them."""
+def train_args(config: str, work_dir: str,
+               cfg_options: Optional[Mapping[str, Any]] = None) -> argparse.Namespace:
+    """The options of ``tools/train.py CONFIG --work-dir WORK_DIR [--cfg-options ...]`` (all
+    others their default), as :func:`mmda_vpt.apis.merge_train_args` reads them.
+
+    Args:
+        config (str): The config file.
+        work_dir (str): The run's work directory.
+        cfg_options (Mapping, optional): ``--cfg-options``. Defaults to None.
+
+    Returns:
+        argparse.Namespace: The options.
+    """
     return argparse.Namespace(
         config=config, work_dir=work_dir, resume=None, amp=False, no_validate=False,
         auto_scale_lr=False, no_pin_memory=False, no_persistent_workers=False,
-        cfg_options=None, launcher='none', local_rank=0)
+        cfg_options=None if cfg_options is None else dict(cfg_options), launcher='none',
+        local_rank=0)
 
 
 def _close_file_handlers(logger: logging.Logger) -> None:
@@ -181,7 +192,7 @@ class Search:
                 set_path(cfg._cfg_dict, path, values[param.name])
         if train_seed is not None:
             cfg.merge_from_dict({'randomness.seed': int(train_seed)})
-        cfg = merge_train_args(cfg, _train_args(self.spec.config, work_dir))
+        cfg = merge_train_args(cfg, train_args(self.spec.config, work_dir))
         cfg.experiment_name = name
         if not self.spec.keep_checkpoints and cfg.get('default_hooks', {}).get('checkpoint'):
             cfg.default_hooks.checkpoint = None
