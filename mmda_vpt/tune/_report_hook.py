@@ -23,7 +23,8 @@ class TrialReportHook(Hook):
     loop, of iterations for an iteration-based one (``unit`` says which). The search
     (:class:`~mmda_vpt.tune.Search`) registers one on each trial's runner with a ``report``
     that passes the value to Optuna and raises ``optuna.TrialPruned`` when the trial should
-    stop; the hook itself knows nothing of Optuna. An exception raised by ``report`` stops the run where it is.
+    stop; the hook itself knows nothing of Optuna. An exception raised by ``report`` stops the
+    run where it is.
 
     Args:
         metric (str, optional): The metric to record, as the evaluator names it (e.g.

@@ -79,23 +79,8 @@ def _check_resumed(search: Search, study: optuna.Study) -> None:
 def run_search(config: str,
                space: Union[Sequence[str], Mapping[str, Any], None] = None,
                *,
-               preset: Optional[str] = None,
-               work_dir: Optional[str] = None,
-               trials: Optional[int] = None,
-               metric: Optional[str] = None,
-               direction: str = 'maximize',
-               sampler: str = 'auto',
-               pruner: str = 'none',
-               pruner_options: Optional[Mapping[str, Any]] = None,
-               storage: Optional[str] = None,
-               study_name: Optional[str] = None,
-               cfg_options: Optional[Mapping[str, Any]] = None,
-               val_cfg_options: Optional[Mapping[str, Any]] = None,
                gpus: Optional[Sequence[Union[int, str]]] = None,
-               seed: int = 0,
-               keep_checkpoints: bool = False,
-               heartbeat: Optional[int] = 60,
-               train_seeds: Optional[Sequence[int]] = None) -> SearchResult:
+               **options) -> SearchResult:
     """Searches hyperparameters of ``config`` on its validation split (resumable).
 
     Every bad input (unknown key, bad range, unknown metric, no validation split, unknown
@@ -108,57 +93,25 @@ def run_search(config: str,
             to a list of values, a :class:`~mmda_vpt.tune.Range` or a values string (see
             :func:`~mmda_vpt.tune.parse_space`); added to (and overriding) the preset's.
             Defaults to None.
-        preset (str, optional): ``'vpt-prompt'``, ``'vpt-linear'`` or ``'davpt'``
-            (:data:`~mmda_vpt.tune.PRESETS`). Defaults to None.
-        work_dir (str, optional): The search's folder. Defaults to None
-            (``work_dirs/tune/<config name>``).
-        trials (int, optional): Finished trials to reach. Defaults to None (the grid's size
-            for a grid, else 20).
-        metric (str, optional): The validation metric. Defaults to None (the evaluator's
-            first).
-        direction (str): ``'maximize'`` or ``'minimize'``. Defaults to ``'maximize'``.
-        sampler (str): ``'auto'`` (grid for lists only, else TPE), ``'grid'``, ``'tpe'`` or
-            ``'random'``. Defaults to ``'auto'``.
-        pruner (str): ``'none'``, ``'median'``, ``'halving'``, ``'hyperband'`` or
-            ``'threshold'``. Defaults to ``'none'``.
-        pruner_options (Mapping, optional): Keyword arguments of the Optuna pruner.
-            Defaults to None.
-        storage (str, optional): Storage URL (see :func:`~mmda_vpt.tune.make_storage`).
-            Defaults to None (``sqlite:///<work_dir>/study.db``).
-        study_name (str, optional): Defaults to None (the config's name).
-        cfg_options (Mapping, optional): Config options of every trial, kept in ``best.py``.
-            Defaults to None.
-        val_cfg_options (Mapping, optional): Config options of every trial that carve the
-            validation split, left out of ``best.py``. Defaults to None.
         gpus (Sequence, optional): One worker process per GPU id, each seeing only its GPU;
             None runs the trials one at a time in this process. Defaults to None.
-        seed (int): Seed of the sampler, and of training when the config sets none.
-            Defaults to 0.
-        keep_checkpoints (bool): Keep the config's checkpoint hook in the trials.
-            Defaults to False.
-        heartbeat (int, optional): Heartbeat interval of an RDB storage in seconds.
-            Defaults to 60.
-        train_seeds (Sequence[int], optional): Train every trial once per seed (the
-            config's ``randomness.seed``) and score it by the mean of their last validations;
-            the pruner sees the first seed's run only. None trains once with the config's
-            seed. Defaults to None.
+        **options: The rest of the search, keyword arguments of
+            :func:`~mmda_vpt.tune.make_spec`: ``preset``, ``work_dir``, ``trials``, ``metric``,
+            ``direction``, ``sampler``, ``pruner``, ``pruner_options``, ``storage``,
+            ``study_name``, ``cfg_options``, ``val_cfg_options``, ``seed``,
+            ``keep_checkpoints``, ``heartbeat``, ``train_seeds``.
 
     Returns:
         SearchResult: The table rows, the best trial and the files written.
     """
-    spec = make_spec(
-        config, space, preset=preset, work_dir=work_dir, trials=trials, metric=metric,
-        direction=direction, sampler=sampler, pruner=pruner, pruner_options=pruner_options,
-        storage=storage, study_name=study_name, cfg_options=cfg_options,
-        val_cfg_options=val_cfg_options, seed=seed, keep_checkpoints=keep_checkpoints,
-        heartbeat=heartbeat, train_seeds=train_seeds)
+    spec = make_spec(config, space, **options)
     work_dir = spec.work_dir
     search = Search(spec)  # every check, before anything is written
     search.set_logger(search_logger(work_dir))
     search.log(f'search of {config}: {len(search.params)} keys '
                f'({", ".join(p.name for p in search.params)}), {search.sampler_name} sampler, '
-               f'pruner {pruner}, {search.trials} trials, metric '
-               f'{search.metric or "(the first the evaluator returns)"} ({direction}), '
+               f'pruner {spec.pruner}, {search.trials} trials, metric '
+               f'{search.metric or "(the first the evaluator returns)"} ({spec.direction}), '
                f'storage {spec.storage}')
     study = search.open_study()
     _check_resumed(search, study)

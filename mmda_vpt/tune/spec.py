@@ -80,8 +80,50 @@ def make_spec(config: str,
               keep_checkpoints: bool = False,
               heartbeat: Optional[int] = 60,
               train_seeds: Optional[Sequence[int]] = None) -> SearchSpec:
-    """The :class:`SearchSpec` of :func:`~mmda_vpt.tune.run_search`'s arguments (same meaning
-    and defaults).
+    """The checked :class:`SearchSpec` of a search (what :func:`~mmda_vpt.tune.run_search`
+    runs; its keyword arguments are these).
+
+    Args:
+        config (str): The config file.
+        space (Sequence[str] | Mapping, optional): ``'key=values'`` items or a mapping of key
+            to a list of values, a :class:`~mmda_vpt.tune.Range` or a values string (see
+            :func:`~mmda_vpt.tune.parse_space`); added to (and overriding) the preset's.
+            Defaults to None.
+        preset (str, optional): ``'vpt-prompt'``, ``'vpt-linear'`` or ``'davpt'``
+            (:data:`~mmda_vpt.tune.PRESETS`). Defaults to None.
+        work_dir (str, optional): The search's folder. Defaults to None
+            (``work_dirs/tune/<config name>``).
+        trials (int, optional): Finished trials to reach. Defaults to None (the grid's size
+            for a grid, else 20).
+        metric (str, optional): The validation metric. Defaults to None (the evaluator's
+            first).
+        direction (str): ``'maximize'`` or ``'minimize'``. Defaults to ``'maximize'``.
+        sampler (str): ``'auto'`` (grid for lists only, else TPE), ``'grid'``, ``'tpe'`` or
+            ``'random'``. Defaults to ``'auto'``.
+        pruner (str): ``'none'``, ``'median'``, ``'halving'``, ``'hyperband'`` or
+            ``'threshold'``. Defaults to ``'none'``.
+        pruner_options (Mapping, optional): Keyword arguments of the Optuna pruner.
+            Defaults to None.
+        storage (str, optional): Storage URL (see :func:`~mmda_vpt.tune.make_storage`).
+            Defaults to None (``sqlite:///<work_dir>/study.db``).
+        study_name (str, optional): Defaults to None (the config's name).
+        cfg_options (Mapping, optional): Config options of every trial, kept in ``best.py``.
+            Defaults to None.
+        val_cfg_options (Mapping, optional): Config options of every trial that carve the
+            validation split, left out of ``best.py``. Defaults to None.
+        seed (int): Seed of the sampler, and of training when the config sets none.
+            Defaults to 0.
+        keep_checkpoints (bool): Keep the config's checkpoint hook in the trials.
+            Defaults to False.
+        heartbeat (int, optional): Heartbeat interval of an RDB storage in seconds.
+            Defaults to 60.
+        train_seeds (Sequence[int], optional): Train every trial once per seed (the
+            config's ``randomness.seed``) and score it by the mean of their last validations;
+            the pruner sees the first seed's run only. None trains once with the config's
+            seed. Defaults to None.
+
+    Returns:
+        SearchSpec: The spec, its space parsed and its paths absolute.
 
     Raises:
         ValueError: On a bad direction, sampler, trial count, space item or a missing config.
