@@ -89,10 +89,8 @@ def run_search(config: str,
 
     Args:
         config (str): The config file.
-        space (Sequence[str] | Mapping, optional): ``'key=values'`` items or a mapping of key
-            to a list of values, a :class:`~mmda_vpt.tune.Range` or a values string (see
-            :func:`~mmda_vpt.tune.parse_space`); added to (and overriding) the preset's.
-            Defaults to None.
+        space (Sequence[str] | Mapping, optional): The searched keys and their values, as
+            :func:`~mmda_vpt.tune.make_spec` takes them. Defaults to None.
         gpus (Sequence, optional): One worker process per GPU id, each seeing only its GPU;
             None runs the trials one at a time in this process. Defaults to None.
         **options: The rest of the search, keyword arguments of
