@@ -21,15 +21,15 @@ mmda_vpt hooks, as a paper run does. Run from anywhere::
     python demo/run_demo.py [--out outputs/demo] [--seeds 0 1 2] [--quick]
 
 ``--tune`` instead runs the validation sweep that chose the learning rates and DA-VPT's loss
-weights through ``tools/tune.py`` (validation split only; the test split is not touched), and
-``--compare-searches`` measures a full grid against a pruned search of that tool.
+weights through :func:`mmda_vpt.tune.run_search` (the search behind ``tools/tune.py``;
+validation split only, the test split is not touched), and ``--compare-searches`` measures a full
+grid against a pruned search of it.
 ``--task digits-fashion20`` runs the transfer on 20 classes instead (MNIST-5k's digits with
 Fashion-MNIST's test clothing), with the settings chosen on MNIST-5k.
 """
 import argparse
 import copy
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -811,7 +811,7 @@ def run_segmentation(args, size: Size, data_root: str, checkpoint: str, out: str
 #: The validation sweep of ``--tune`` (grids, in the demo's short names): VPT-Deep and DA-VPT get
 #: the same number of trials, each over its own learning rate and (DA-VPT) its loss weights and
 #: the learning-rate multiplier of the guided prompts; DA-VPT+ then tunes the K/V biases'
-#: learning-rate multiplier at DA-VPT's chosen setting. ``tools/tune.py`` runs each grid; every
+#: learning-rate multiplier at DA-VPT's chosen setting. ``mmda_vpt.tune`` runs each grid; every
 #: trial is scored on the validation split, mean of ``--tune-seeds``.
 TUNE_SPACES = dict(
     linear=dict(lr=[0.1, 0.3, 1.0]),
@@ -821,23 +821,12 @@ TUNE_SPACES = dict(
 TUNE_PLUS = dict(kv_lr_mult=[1.0, 0.1, 0.01])
 
 
-@functools.lru_cache(maxsize=None)
-def load_tune_tool():
-    """``tools/tune.py``, the public search tool, imported as a module (once)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('mmda_vpt_tune_tool',
-                                                  osp.join(REPO, 'tools', 'tune.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _custom_key_path(key: str, option: str) -> str:
     return f'optim_wrapper.paramwise_cfg.custom_keys.{key}.{option}'
 
 
 def tool_keys(cfg) -> Dict[str, str]:
-    """The demo's short names as keys of ``tools/tune.py`` (short names or config paths of
+    """The demo's short names as keys of ``mmda_vpt.tune`` (short names or config paths of
     ``cfg``; ``+`` sets several to one value)."""
     depth = cfg.model.backbone.arch['num_layers']
     guided = '+'.join(_custom_key_path(f'backbone.prompts.{layer % depth}', 'lr_mult')
@@ -848,7 +837,7 @@ def tool_keys(cfg) -> Dict[str, str]:
 
 
 def demo_overrides(params: dict, keys: Dict[str, str]) -> dict:
-    """A trial's values (``tools/tune.py`` keys) as the demo's overrides (:data:`OVERRIDES`)."""
+    """A trial's values (``mmda_vpt.tune`` keys) as the demo's overrides (:data:`OVERRIDES`)."""
     names = {tool_key: name for name, tool_key in keys.items()}
     overrides = {}
     for tool_key, value in params.items():
@@ -863,7 +852,7 @@ def demo_overrides(params: dict, keys: Dict[str, str]) -> dict:
 def search_config(args, size: Size, data_root: str, checkpoint: str, key: str,
                   base: Optional[dict] = None) -> str:
     """Writes the transfer config of ``key`` (with its validation split and the ``base``
-    overrides) as one file for ``tools/tune.py``; returns its path."""
+    overrides) as one file for ``mmda_vpt.tune``; returns its path."""
     method = METHOD_BY_KEY[key]
     name = f'{osp.splitext(method.config)[0]}_search'
     cfg = transfer_config(method, args.tune_seeds[0], args, size, data_root, checkpoint, name,
@@ -876,13 +865,15 @@ def search_config(args, size: Size, data_root: str, checkpoint: str, key: str,
 
 def score_trials(args, size: Size, data_root: str, checkpoint: str, key: str,
                  space: Dict[str, list], rows: List[dict], base: Optional[dict] = None) -> dict:
-    """The grid ``space`` of one method through ``tools/tune.py`` (each trial: mean validation
+    """The grid ``space`` of one method through ``mmda_vpt.tune`` (each trial: mean validation
     accuracy over ``--tune-seeds``); returns the best trial's overrides."""
     from mmengine.config import Config
+
+    from mmda_vpt.tune import run_search
     method = METHOD_BY_KEY[key]
     path = search_config(args, size, data_root, checkpoint, key, base)
     keys = tool_keys(Config.fromfile(path))
-    result = load_tune_tool().run_search(
+    result = run_search(
         path, {keys[name]: list(values) for name, values in space.items()},
         work_dir=osp.join(args.work_dir, 'tune' + size.tag, key), sampler='grid',
         train_seeds=list(args.tune_seeds))
@@ -900,9 +891,9 @@ def score_trials(args, size: Size, data_root: str, checkpoint: str, key: str,
 
 def run_tune(args, size: Size, data_root: str, checkpoint: str) -> dict:
     """The validation sweep that chose the methods' settings (val split only), through
-    ``tools/tune.py``."""
+    ``mmda_vpt.tune``."""
     say(f'tuning on the validation split with seeds {list(args.tune_seeds)} (the test split '
-        'is not used), through tools/tune.py')
+        'is not used), through mmda_vpt.tune')
     rows: List[dict] = []
     best = {}
     for key in ('linear', 'vpt_deep', 'davpt'):
@@ -933,12 +924,13 @@ QUICK_COMPARE_SPACE = dict(lr=[0.03, 1.0], beta_lam=[0.001, 0.03])
 
 
 def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
-    """A full grid and a pruned search of ``tools/tune.py`` over :data:`COMPARE_SPACE` (one
+    """A full grid and a pruned search of ``mmda_vpt.tune`` over :data:`COMPARE_SPACE` (one
     training seed per trial, the first of ``--tune-seeds``; validation split only), then the
     best setting of each retrained on ``--seeds`` and scored on the validation and test splits.
     """
     from mmengine.config import Config
-    tool = load_tune_tool()
+
+    from mmda_vpt.tune import run_search
     key = 'davpt'
     method = METHOD_BY_KEY[key]
     path = search_config(args, size, data_root, checkpoint, key)
@@ -958,7 +950,7 @@ def compare_searches(args, size: Size, data_root: str, checkpoint: str) -> dict:
     out: Dict[str, dict] = {}
     for name, options in searches.items():
         start = time.perf_counter()
-        result = tool.run_search(
+        result = run_search(
             path, space, work_dir=osp.join(root, name), sampler='grid',
             pruner=options.get('pruner', 'none'), pruner_options=options.get('pruner_options'),
             cfg_options=options.get('cfg_options'))
@@ -1112,7 +1104,7 @@ def run_recipe(args, size: Size, data_root: str, checkpoint: str) -> dict:
     seed on the test split."""
     spaces = QUICK_RECIPE_SPACES if args.quick else RECIPE_SPACES
     say("the authors' recipe: settings chosen on the validation split with seeds "
-        f'{list(args.tune_seeds)} (the test split is not used), through tools/tune.py')
+        f'{list(args.tune_seeds)} (the test split is not used), through mmda_vpt.tune')
     trials: List[dict] = []
     methods = [dataclasses.replace(method, overrides=score_trials(
         args, size, data_root, checkpoint, method.key, spaces[method.key], trials))
@@ -1189,7 +1181,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='seeds of every --tune trial (default 100 101: not the seeds of '
                         'the reported runs)')
     parser.add_argument('--compare-searches', action='store_true',
-                        help='measure tools/tune.py: a full grid against a pruned search over '
+                        help='measure mmda_vpt.tune: a full grid against a pruned search over '
                         'one DA-VPT space (validation split), the best of each retrained on '
                         '--seeds (use --seeds 0 1 2)')
     parser.add_argument('--ablations', nargs='*', default=None, metavar='NAME',

@@ -1,6 +1,5 @@
-from .hooks import (ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook,
-                    TrialReportHook)
+from .hooks import ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook
 from .schedulers import WarmupCosineLR
 
 __all__ = ['ClassPromptMappingHook', 'PromptMetricLossHook', 'TrainableCheckpointHook',
-           'TrialReportHook', 'WarmupCosineLR']
+           'WarmupCosineLR']

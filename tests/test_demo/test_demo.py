@@ -346,11 +346,12 @@ class TestQuickRun(TestCase):
 
 
 class TestSearchKeys(TestCase):
-    """The demo's short names as keys of tools/tune.py."""
+    """The demo's short names as keys of mmda_vpt.tune."""
 
     def test_keys_resolve_in_the_configs(self):
         from mmengine.config import Config
-        tool = run_demo.load_tune_tool()
+
+        from mmda_vpt.tune import resolve_key
         cfg = Config.fromfile(osp.join(run_demo.CONFIG_DIR, run_demo.METHOD_BY_KEY[
             'davpt_plus'].config))
         keys = run_demo.tool_keys(cfg)
@@ -360,7 +361,7 @@ class TestSearchKeys(TestCase):
         for name in ('lr', 'weight_decay', 'beta_lam', 'guided_lr_mult', 'kv_lr_mult'):
             for key in keys[name].split('+'):
                 with self.subTest(key):
-                    tool._resolve_key(cfg, key)  # raises where the config lacks it
+                    resolve_key(cfg, key)  # raises where the config lacks it
         params = {keys['lr']: 0.3, keys['beta_lam']: 0.003, keys['guided_lr_mult']: 0.1,
                   keys['kv_lr_mult']: 0.01}
         self.assertEqual(run_demo.demo_overrides(params, keys),
@@ -370,7 +371,7 @@ class TestSearchKeys(TestCase):
 
 @pytest.mark.slow
 class TestQuickSearches(TestCase):
-    """``--tune`` and ``--compare-searches`` at the tiny size, both through tools/tune.py."""
+    """``--tune`` and ``--compare-searches`` at the tiny size, both through mmda_vpt.tune."""
 
     def test_tune_and_compare(self):
         source = demo_data.FASHION_MNIST_SOURCE

@@ -1,11 +1,11 @@
-"""Tests of tools/tune.py (hyperparameter search with Optuna) and of TrialReportHook.
+"""Tests of mmda_vpt.tune (hyperparameter search with Optuna), its TrialReportHook and the
+command-line wiring of tools/tune.py.
 
 The searches train the tiny DA-VPT classifier of tests/data/configs/toy_davpt_digits.py (2
 epochs of 10 iterations per trial) and the tiny segmentor of toy_davpt_seg.py (4 iterations);
 the input checks and the presets run on the paper's configs without training.
 """
-import contextlib
-import io
+import argparse
 import os
 import os.path as osp
 import pickle
@@ -22,8 +22,13 @@ import torch
 from mmengine.config import Config
 from optuna.trial import TrialState
 
-from mmda_vpt.engine.hooks import TrialReportHook
-from tests.utils import REPO, SUBPROCESS_TIMEOUT, load_script
+from mmda_vpt import tune
+from mmda_vpt.apis import build_runner, merge_train_args
+from mmda_vpt.apis.cli import add_common_args
+from mmda_vpt.tune._report_hook import TrialReportHook
+from mmda_vpt.tune.search import train_args
+from mmda_vpt.tune.spec import spec_from_plain, spec_to_plain
+from tests.utils import REPO, SUBPROCESS_TIMEOUT
 
 TOOL = osp.join(REPO, 'tools', 'tune.py')
 DIGITS = osp.join(REPO, 'tests', 'data', 'configs', 'toy_davpt_digits.py')
@@ -36,8 +41,6 @@ VTAB = osp.join(REPO, 'configs', 'da_vpt', 'vtab', 'davpt_vit-b16-in21k_1xb32-10
 #: The search's validation split carved from the training digits 0-299.
 CARVE = {'train_dataloader.dataset.indices': (0, 240),
          'val_dataloader.dataset.indices': (240, 300)}
-
-tune = load_script(TOOL, 'mmda_vpt_tools_tune')
 
 
 def _run_dirs(trial_dir: str) -> list:
@@ -306,13 +309,15 @@ class TestSearch(TestCase):
         best = self.result.files['best_config']
         with open(best) as f:
             header = next(line for line in f if 'add: --cfg-options ' in line)
-        carve = shlex.split(header.split('add: --cfg-options ', 1)[1])
-        train_tool = tune.train_tool
-        args = train_tool.parse_args([best, '--work-dir', osp.join(self._tmp.name, 'retrain'),
-                                      '--cfg-options', *carve])
-        cfg = train_tool.merge_args(Config.fromfile(best), args)
+        # The header's options, read as tools/train.py's --cfg-options reads them.
+        parser = argparse.ArgumentParser()
+        add_common_args(parser)
+        carve = parser.parse_args(
+            ['--cfg-options', *shlex.split(header.split('add: --cfg-options ', 1)[1])])
+        args = train_args(best, osp.join(self._tmp.name, 'retrain'), carve.cfg_options)
+        cfg = merge_train_args(Config.fromfile(best), args)
         self.assertEqual(cfg.train_dataloader.dataset.indices, (0, 240))
-        runner = train_tool.build_runner(cfg)
+        runner = build_runner(cfg)
         hook = TrialReportHook('accuracy/top1')
         runner.register_hook(hook)
         runner.train()
@@ -359,14 +364,17 @@ class TestInputErrors(TestCase):
                     tune.run_search(DIGITS, work_dir=work_dir, **kwargs)
                 self.assertFalse(osp.exists(work_dir))
 
+    @pytest.mark.slow
     def test_command_line_prints_one_line(self):
+        # tools/tune.py's wiring: its options reach run_search, a bad input is one line.
         with tempfile.TemporaryDirectory() as tmp:
-            stderr = io.StringIO()
-            with contextlib.redirect_stderr(stderr):
-                code = tune.main([DIGITS, '--space', 'lr=1e-3,1e-2', '--metric', 'accuracy/top5',
-                                  '--work-dir', osp.join(tmp, 'w')])
-            self.assertEqual(code, 2)
-            self.assertRegex(stderr.getvalue(), "^tune.py: error: --metric 'accuracy/top5': "
+            proc = subprocess.run(
+                [sys.executable, TOOL, DIGITS, '--space', 'lr=1e-3,1e-2', '--metric',
+                 'accuracy/top5', '--work-dir', osp.join(tmp, 'w')], cwd=REPO,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                timeout=SUBPROCESS_TIMEOUT)
+            self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
+            self.assertRegex(proc.stderr, "(^|\n)tune.py: error: --metric 'accuracy/top5': "
                              'the validation evaluator of .* produces accuracy/top1\n$')
             self.assertFalse(osp.exists(osp.join(tmp, 'w')))
 
@@ -460,16 +468,15 @@ class TestTrainSeeds(TestCase):
 class TestResumedSampler(TestCase):
 
     def test_resumed_search_proposes_new_values(self):
-        # A sampled search resumed twice (each time with one more trial, from the command
-        # line): the seeded sampler continues instead of proposing trial 0's values again.
+        # A sampled search resumed twice (each time with one more trial): the seeded sampler
+        # continues instead of proposing trial 0's values again.
         with tempfile.TemporaryDirectory() as tmp:
             for trials in (1, 2, 3):
-                with contextlib.redirect_stdout(io.StringIO()):
-                    code = tune.main([DIGITS, '--space', 'lr=1e-4:1e-1:log',
-                                      '--trials', str(trials), '--work-dir', tmp,
-                                      '--cfg-options', 'train_cfg.max_epochs=1',
-                                      'train_dataloader.dataset.indices=(0,100)'])
-                self.assertEqual(code, 0)
+                result = tune.run_search(
+                    DIGITS, ['lr=1e-4:1e-1:log'], trials=trials, work_dir=tmp,
+                    cfg_options={'train_cfg.max_epochs': 1,
+                                 'train_dataloader.dataset.indices': (0, 100)})
+                self.assertEqual(len(result.rows), trials)
             trials = optuna.load_study(study_name='toy_davpt_digits',
                                        storage=f'sqlite:///{tmp}/study.db').trials
             self.assertEqual([t.state for t in trials], [TrialState.COMPLETE] * 3)
@@ -494,12 +501,11 @@ class TestResumedSampler(TestCase):
 
 
 KILLED_SEARCH = '''
-import os, signal, sys
+import os, signal
 from mmengine.hooks import Hook
-sys.path.insert(0, {repo!r})
-from tests.utils import load_script
-tune = load_script({tool!r}, 'tune_killed')
-build = tune.train_tool.build_runner
+from mmda_vpt import tune
+from mmda_vpt.tune import search
+build = search.build_runner
 
 
 class Kill(Hook):
@@ -514,7 +520,7 @@ def build_and_kill_trial_2(cfg):
     return runner
 
 
-tune.train_tool.build_runner = build_and_kill_trial_2
+search.build_runner = build_and_kill_trial_2
 tune.run_search({config!r}, {space!r}, work_dir={work_dir!r})
 '''
 
@@ -525,9 +531,10 @@ class TestKilledSearch(TestCase):
     def test_resume_after_kill(self):
         space = ['lr=1e-3,3e-3,1e-2,3e-2']
         with tempfile.TemporaryDirectory() as tmp:
-            script = KILLED_SEARCH.format(repo=REPO, tool=TOOL, config=DIGITS, space=space,
-                                          work_dir=tmp)
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+            script = KILLED_SEARCH.format(config=DIGITS, space=space, work_dir=tmp)
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1',
+                       PYTHONPATH=os.pathsep.join(filter(None, [REPO,
+                                                                os.environ.get('PYTHONPATH')])))
             killed = subprocess.run([sys.executable, '-c', script], cwd=tmp, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     timeout=SUBPROCESS_TIMEOUT)
@@ -575,7 +582,7 @@ class TestWorkers(TestCase):
                                 {'PATH': '/bin', 'CUDA_VISIBLE_DEVICES': '3'}])
         _FakeProcess.started = []
         with tempfile.TemporaryDirectory() as tmp, \
-                mock.patch.object(tune.subprocess, 'Popen', _FakeProcess):
+                mock.patch('mmda_vpt.tune.workers.subprocess.Popen', _FakeProcess):
             codes = tune.launch_workers(osp.join(tmp, 'spec.pkl'), ['2', '5', '7'], tmp)
             self.assertEqual(sorted(os.listdir(tmp)),
                              ['worker_2.log', 'worker_5.log', 'worker_7.log'])
@@ -583,8 +590,8 @@ class TestWorkers(TestCase):
         self.assertEqual([env['CUDA_VISIBLE_DEVICES'] for _, env in _FakeProcess.started],
                          ['2', '5', '7'])
         for index, (command, env) in enumerate(_FakeProcess.started):
-            self.assertEqual(command[1:], [TOOL, '--worker', osp.join(tmp, 'spec.pkl'),
-                                           '--worker-index', str(index)])
+            self.assertEqual(command[1:], ['-m', 'mmda_vpt.tune._worker',
+                                           osp.join(tmp, 'spec.pkl'), '--index', str(index)])
             self.assertEqual(env['PATH'], os.environ['PATH'])
 
     def test_spec_travels_as_plain_data(self):
@@ -592,12 +599,12 @@ class TestWorkers(TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = osp.join(tmp, 'spec.pkl')
             with open(path, 'wb') as f:
-                pickle.dump(tune._spec_to_plain(spec), f)
-            # The worker loads it without this module's classes (it imports the tool afresh).
+                pickle.dump(spec_to_plain(spec), f)
+            # Built-in types only: no class of the package is pickled.
             with open(path, 'rb') as f:
-                self.assertNotIn(b'mmda_vpt_tools_tune', f.read())
+                self.assertNotIn(b'mmda_vpt.tune', f.read())
             with open(path, 'rb') as f:
-                self.assertEqual(tune._spec_from_plain(pickle.load(f)), spec)
+                self.assertEqual(spec_from_plain(pickle.load(f)), spec)
 
     def test_worker_process_runs_trials(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,10 +1,13 @@
-"""Hand each validation result of a training run to a caller (a hyperparameter search)."""
+"""Hand each validation result of a trial's training run to the search (private to the tuner).
+
+The search registers an instance on each trial's runner (``runner.register_hook``); it is not in
+the ``HOOKS`` registry, as configs never name it (as mmengine's ``mmengine/tune/_report_hook``).
+"""
 import logging
 from typing import Callable, Dict, List, Optional
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 __all__ = ['TrialReportHook']
@@ -13,15 +16,15 @@ __all__ = ['TrialReportHook']
 ReportFn = Callable[[int, float, Dict[str, float]], None]
 
 
-@HOOKS.register_module()
 class TrialReportHook(Hook):
     """Record one validation metric after every validation and hand it to ``report``.
 
     The step of a result is the number of epochs trained so far for an epoch-based training
-    loop, of iterations for an iteration-based one (``unit`` says which). ``tools/tune.py``
-    registers one on each trial's runner with a ``report`` that passes the value to Optuna and
-    raises ``optuna.TrialPruned`` when the trial should stop; the hook itself knows nothing of
-    Optuna. An exception raised by ``report`` stops the run where it is.
+    loop, of iterations for an iteration-based one (``unit`` says which). The search
+    (:class:`~mmda_vpt.tune.Search`) registers one on each trial's runner with a ``report``
+    that passes the value to Optuna and raises ``optuna.TrialPruned`` when the trial should
+    stop; the hook itself knows nothing of Optuna. An exception raised by ``report`` stops the
+    run where it is.
 
     Args:
         metric (str, optional): The metric to record, as the evaluator names it (e.g.
