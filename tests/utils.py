@@ -1,13 +1,11 @@
-"""Helpers shared by the tests: the repository's paths, its scripts imported as modules, the
-toy data of the tool tests, the authors' code's folder, tiny ViT weights, a CPU process group and
-the check that training moves exactly a backbone's trainable parameters."""
+"""Helpers shared by the tests: the repository's paths, the toy data of the tool tests, the
+authors' code's folder, tiny ViT weights, a CPU process group and the check that training moves
+exactly a backbone's trainable parameters."""
 import contextlib
-import importlib.util
 import os
 import os.path as osp
 import socket
 import tempfile
-from types import ModuleType
 from typing import Callable, Dict, Iterable, Iterator, Optional
 from unittest import TestCase, mock
 
@@ -17,45 +15,12 @@ from PIL import Image
 
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
-    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir',
-    'assert_only_trainable_change', 'tiny_vit_weights', 'cpu_process_group',
-    'missing_augreg_message'
+    'free_port', 'write_toy_images', 'reference_dir', 'assert_only_trainable_change',
+    'tiny_vit_weights', 'cpu_process_group', 'missing_augreg_message'
 ]
 
 #: The repository root.
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_script(path: str, name: Optional[str] = None) -> ModuleType:
-    """Import a script that is not in a package (``tools/``) as a module.
-
-    Args:
-        path (str): The script's path, absolute or relative to the repository root.
-        name (str, optional): The module's name. Defaults to the file name without ``.py``.
-
-    Returns:
-        ModuleType: The executed module (not added to ``sys.modules``).
-    """
-    path = osp.join(REPO, path)  # an absolute path stays as it is
-    name = name or osp.splitext(osp.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_tool(name: str, module_name: Optional[str] = None) -> ModuleType:
-    """Import ``tools/<name>.py`` as a module.
-
-    Args:
-        name (str): The tool, such as ``'gen_configs'`` or ``'model_converters/convert_vit'``.
-        module_name (str, optional): The module's name. Defaults to the file name.
-
-    Returns:
-        ModuleType: The executed module.
-    """
-    return load_script(osp.join('tools', f'{name}.py'), module_name)
-
 
 #: The toy classifier config the tool tests train (tests/data/configs/toy_cls.py).
 TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
