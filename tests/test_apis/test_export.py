@@ -88,12 +88,13 @@ class TestExportCheckpoint(TestCase):
 
     def test_export_grayscale_classifier_from_trainable_checkpoint(self):
         model, trainable, options = self.trained_classifier()
+        (option, base), = options.items()
         out = osp.join(self.tmp, 'exported.pth')
         environ = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
             path for path in (REPO, os.environ.get('PYTHONPATH')) if path))
         result = subprocess.run(
             [sys.executable, EXPORT, CLS_CONFIG, trainable, out, '--cfg-options',
-             'model.backbone.init_cfg.checkpoint=' + options['model.backbone.init_cfg.checkpoint']],
+             f'{option}={base}'],
             cwd=self.tmp, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, timeout=SUBPROCESS_TIMEOUT)
         self.assertEqual(result.returncode, 0, result.stdout[-6000:])
