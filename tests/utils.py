@@ -5,8 +5,10 @@ import contextlib
 import os
 import os.path as osp
 import socket
+import subprocess
+import sys
 import tempfile
-from typing import Callable, Dict, Iterable, Iterator, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 from unittest import TestCase, mock
 
 import numpy as np
@@ -15,7 +17,7 @@ from PIL import Image
 
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
-    'free_port', 'write_toy_images', 'reference_dir', 'assert_only_trainable_change',
+    'run_tool', 'free_port', 'write_toy_images', 'reference_dir', 'assert_only_trainable_change',
     'tiny_vit_weights', 'cpu_process_group', 'missing_augreg_message'
 ]
 
@@ -30,6 +32,25 @@ DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
 #: Seconds a test's subprocess may run.
 SUBPROCESS_TIMEOUT = 600
+
+
+def run_tool(tool: str, args: List[str], cwd: str) -> subprocess.CompletedProcess:
+    """Runs ``tools/<tool>`` on the CPU as a user does, with this checkout's ``mmda_vpt``.
+
+    Args:
+        tool (str): The script under ``tools/``, such as ``'export_checkpoint.py'``.
+        args (list[str]): Its arguments.
+        cwd (str): The working directory.
+
+    Returns:
+        subprocess.CompletedProcess: The finished process, stdout and stderr together as text.
+    """
+    environ = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+    environ['PYTHONPATH'] = os.pathsep.join(
+        path for path in (REPO, os.environ.get('PYTHONPATH')) if path)
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', tool), *args], cwd=cwd,
+                          env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=SUBPROCESS_TIMEOUT)
 
 
 def free_port() -> int:

@@ -1,9 +1,6 @@
 """Tests of mmda_vpt.apis.model and .export on the demo's grayscale models (1-channel input),
 and of tools/export_checkpoint.py's command line (one subprocess)."""
-import os
 import os.path as osp
-import subprocess
-import sys
 import tempfile
 from unittest import TestCase
 
@@ -15,12 +12,11 @@ import mmda_vpt  # noqa: F401
 from mmda_vpt.apis import build_model, check_inputs, export_checkpoint, load_model
 from mmda_vpt.checkpoints.base_weights import is_base_weights_key
 from mmda_vpt.engine.hooks.trainable_checkpoint_hook import frozen_backbone_keys
-from tests.utils import REPO, SUBPROCESS_TIMEOUT
+from tests.utils import REPO, run_tool
 
 DEMO = osp.join(REPO, 'demo', 'configs')
 CLS_CONFIG = osp.join(DEMO, 'davpt_vit-demo-p4-fmnist_1xb25-10e_mnist5k-28.py')
 SEG_CONFIG = osp.join(DEMO, 'davpt_setr-pup-vit-demo-p4-fmnist_1xb8-500i_demo-seg-48x48.py')
-EXPORT = osp.join(REPO, 'tools', 'export_checkpoint.py')
 CLASSES = [str(i) for i in range(10)]
 
 
@@ -90,13 +86,9 @@ class TestExportCheckpoint(TestCase):
         model, trainable, options = self.trained_classifier()
         (option, base), = options.items()
         out = osp.join(self.tmp, 'exported.pth')
-        environ = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
-            path for path in (REPO, os.environ.get('PYTHONPATH')) if path))
-        result = subprocess.run(
-            [sys.executable, EXPORT, CLS_CONFIG, trainable, out, '--cfg-options',
-             f'{option}={base}'],
-            cwd=self.tmp, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=SUBPROCESS_TIMEOUT)
+        result = run_tool('export_checkpoint.py',
+                          [CLS_CONFIG, trainable, out, '--cfg-options', f'{option}={base}'],
+                          cwd=self.tmp)
         self.assertEqual(result.returncode, 0, result.stdout[-6000:])
         self.assertIn(f'to {out}: it loads strictly without init_cfg', result.stdout)
         exported = torch.load(out)

@@ -3,8 +3,6 @@ import argparse
 import copy
 import os
 import os.path as osp
-import subprocess
-import sys
 import tempfile
 from typing import Dict, Optional
 from unittest import TestCase
@@ -26,7 +24,7 @@ import mmda_vpt  # noqa: F401  (registers DAVPTViT)
 from mmda_vpt.checkpoints.vit_checkpoint import (SRC_FORMATS, convert_vit_checkpoint,
                                                  convert_vit_weights, load_source_checkpoint,
                                                  save_converted_checkpoint)
-from tests.utils import REPO, SUBPROCESS_TIMEOUT
+from tests.utils import REPO, run_tool
 
 DIM, DEPTH, HEADS, MLP, IMG, PATCH = 64, 2, 4, 256, 32, 8
 GRID = IMG // PATCH
@@ -463,13 +461,9 @@ class TestConvertViTTool(ConverterTestCase):
     def test_cli(self):
         # As for mmseg's SETR: no final norm in the backbone.
         out = self.path('cli/mmseg.pth')
-        environ = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
-            path for path in (REPO, os.environ.get('PYTHONPATH')) if path))
-        result = subprocess.run(
-            [sys.executable, osp.join(REPO, 'tools', 'model_converters', 'convert_vit.py'),
-             self.sources['npz'], out, '--src-format', 'npz', '--dst', 'mmseg',
-             '--drop-final-norm'], cwd=self.tmp.name, env=environ, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=SUBPROCESS_TIMEOUT)
+        result = run_tool('model_converters/convert_vit.py',
+                          [self.sources['npz'], out, '--src-format', 'npz', '--dst', 'mmseg',
+                           '--drop-final-norm'], cwd=self.tmp.name)
         self.assertEqual(result.returncode, 0, result.stdout[-6000:])
         saved = torch.load(out, map_location='cpu', weights_only=True)
         self.assertEqual(result.stdout.splitlines()[-1],

@@ -13,8 +13,6 @@ import logging
 import os
 import os.path as osp
 import shutil
-import subprocess
-import sys
 import tempfile
 from typing import Dict, List, Optional
 from unittest import TestCase, mock
@@ -32,7 +30,7 @@ from mmda_vpt.apis import (attention_maps, build_model, build_test_parser, draw_
                            export_checkpoint, load_model, merge_test_args, run_test)
 from mmda_vpt.checkpoints.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
 from mmda_vpt.engine.hooks import TrainableCheckpointHook
-from tests.utils import REPO, SUBPROCESS_TIMEOUT
+from tests.utils import REPO, run_tool
 
 pytestmark = pytest.mark.slow  # runners and subprocesses
 
@@ -472,13 +470,9 @@ class TestTrainableCheckpoints(TestCase):
     def test_show_attention_tool(self):
         run = _RUNS['cls']
         out = osp.join(run.root, 'attention', 'tool.png')
-        environ = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=os.pathsep.join(
-            path for path in (REPO, os.environ.get('PYTHONPATH')) if path))
-        result = subprocess.run(
-            [sys.executable, osp.join(REPO, 'tools', 'analysis', 'show_attention.py'),
-             run.config_file, run.trainable, run.images()[0], out, '--layers', '0', '-1',
-             '--prompts', '2'], cwd=run.root, env=environ, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=SUBPROCESS_TIMEOUT)
+        result = run_tool('analysis/show_attention.py',
+                          [run.config_file, run.trainable, run.images()[0], out, '--layers', '0',
+                           '-1', '--prompts', '2'], cwd=run.root)
         self.assertEqual(result.returncode, 0, result.stdout[-6000:])
         self.assertIn(f'attention maps of layers [0, 1] written to {out}', result.stdout)
         self.assertEqual(cv2.imread(out).shape, (480, 880, 3))
