@@ -1,14 +1,14 @@
-"""Helpers shared by the tests: the repository's paths, its scripts imported as modules, the
-toy data of the tool tests, the authors' code's folder, tiny ViT weights, a CPU process group and
-the check that training moves exactly a backbone's trainable parameters."""
+"""Helpers shared by the tests: the repository's paths, the toy data of the tool tests, the
+authors' code's folder, tiny ViT weights, a CPU process group and the check that training moves
+exactly a backbone's trainable parameters."""
 import contextlib
-import importlib.util
 import os
 import os.path as osp
 import socket
+import subprocess
+import sys
 import tempfile
-from types import ModuleType
-from typing import Callable, Dict, Iterable, Iterator, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 from unittest import TestCase, mock
 
 import numpy as np
@@ -17,45 +17,12 @@ from PIL import Image
 
 __all__ = [
     'REPO', 'TOY_CONFIG', 'TRAIN', 'TEST', 'DIST_TRAIN', 'DIST_TEST', 'SUBPROCESS_TIMEOUT',
-    'load_script', 'load_tool', 'free_port', 'write_toy_images', 'reference_dir',
-    'assert_only_trainable_change', 'tiny_vit_weights', 'cpu_process_group',
-    'missing_augreg_message'
+    'run_tool', 'free_port', 'write_toy_images', 'reference_dir', 'assert_only_trainable_change',
+    'tiny_vit_weights', 'cpu_process_group', 'missing_augreg_message'
 ]
 
 #: The repository root.
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_script(path: str, name: Optional[str] = None) -> ModuleType:
-    """Import a script that is not in a package (``tools/``) as a module.
-
-    Args:
-        path (str): The script's path, absolute or relative to the repository root.
-        name (str, optional): The module's name. Defaults to the file name without ``.py``.
-
-    Returns:
-        ModuleType: The executed module (not added to ``sys.modules``).
-    """
-    path = osp.join(REPO, path)  # an absolute path stays as it is
-    name = name or osp.splitext(osp.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_tool(name: str, module_name: Optional[str] = None) -> ModuleType:
-    """Import ``tools/<name>.py`` as a module.
-
-    Args:
-        name (str): The tool, such as ``'gen_configs'`` or ``'model_converters/convert_vit'``.
-        module_name (str, optional): The module's name. Defaults to the file name.
-
-    Returns:
-        ModuleType: The executed module.
-    """
-    return load_script(osp.join('tools', f'{name}.py'), module_name)
-
 
 #: The toy classifier config the tool tests train (tests/data/configs/toy_cls.py).
 TOY_CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_cls.py')
@@ -65,6 +32,25 @@ DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
 #: Seconds a test's subprocess may run.
 SUBPROCESS_TIMEOUT = 600
+
+
+def run_tool(tool: str, args: List[str], cwd: str) -> subprocess.CompletedProcess:
+    """Runs ``tools/<tool>`` on the CPU as a user does, with this checkout's ``mmda_vpt``.
+
+    Args:
+        tool (str): The script under ``tools/``, such as ``'export_checkpoint.py'``.
+        args (list[str]): Its arguments.
+        cwd (str): The working directory.
+
+    Returns:
+        subprocess.CompletedProcess: The finished process, stdout and stderr together as text.
+    """
+    environ = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+    environ['PYTHONPATH'] = os.pathsep.join(
+        path for path in (REPO, os.environ.get('PYTHONPATH')) if path)
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', tool), *args], cwd=cwd,
+                          env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=SUBPROCESS_TIMEOUT)
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """Test (evaluate) a checkpoint with a config of mmda_vpt, mmpretrain or mmsegmentation.
 
-The library is chosen by the config's ``default_scope`` as in ``tools/train.py``, whose helpers
-this script shares.
+The library is chosen by the config's ``default_scope`` as in ``tools/train.py``; both run
+over :mod:`mmda_vpt.apis.runner`.
 
 Examples::
 
@@ -13,20 +13,12 @@ Examples::
 """
 import argparse
 import os
-import os.path as osp
-import sys
 from typing import List, Optional
 
-import mmengine
 from mmengine.config import Config
-from mmengine.dist import is_main_process
-from mmengine.evaluator import DumpResults
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from mmda_vpt.apis.cli import add_common_args  # noqa: E402
-from mmda_vpt.apis.runner import build_runner, library_of, set_work_dir  # noqa: E402
-
-__all__ = ['main', 'merge_args', 'parse_args']
+import mmda_vpt  # noqa: F401  (compatibility fixes and registration)
+from mmda_vpt.apis import build_test_parser, merge_test_args, run_test
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,72 +29,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
     Returns:
         argparse.Namespace: The parsed arguments.
-
-    Raises:
-        SystemExit: If ``--out-item`` is given without ``--out``.
     """
-    parser = argparse.ArgumentParser(
-        description='Test a checkpoint of mmda_vpt, mmpretrain or mmsegmentation')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir', help='the directory to save the file with the evaluation metrics')
-    parser.add_argument(
-        '--out',
-        help='mmpretrain: the file to dump the predictions (or, with --out-item metrics, the '
-        'metrics) to; mmseg: the directory to save the predicted maps to')
-    parser.add_argument(
-        '--out-item',
-        choices=['metrics', 'pred'],
-        help='mmpretrain only: what --out holds. Defaults to predictions.')
-    parser.add_argument(
-        '--amp', action='store_true', help='enable automatic-mixed-precision test')
-    parser.add_argument(
-        '--tta', action='store_true',
-        help="test with the config's tta_model and tta_pipeline (mmseg's multi-scale mIoU-MS)")
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    if args.out_item is not None and args.out is None:
-        parser.error('--out-item needs --out (the file to write to)')
-    return args
-
-
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Merges the command line of test.py into the config (``--cfg-options`` last).
-
-    Args:
-        cfg (Config): The loaded config.
-        args (argparse.Namespace): The parsed arguments.
-
-    Returns:
-        Config: The same config, updated.
-
-    Raises:
-        ValueError: If ``--out-item`` is used with an mmseg config.
-    """
-    library = library_of(cfg)
-    cfg.launcher = args.launcher
-    set_work_dir(cfg, args.work_dir, args.config)
-    cfg.load_from = args.checkpoint
-    if args.amp:
-        if cfg.get('test_cfg', None) is None:
-            cfg.test_cfg = dict()
-        cfg.test_cfg.fp16 = True
-    if library == 'mmseg' and args.out is not None:
-        if args.out_item is not None:
-            raise ValueError('--out-item is for mmpretrain configs; with an mmseg config '
-                             '--out is the directory for the predicted maps.')
-        cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
-    if args.tta:
-        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise ValueError(f'{cfg.filename} defines no tta_model / tta_pipeline for --tta')
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    return cfg
+    return build_test_parser().parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -117,15 +45,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg)
-    dump_metrics = library_of(cfg) == 'mmpretrain' and args.out_item == 'metrics'
-    if library_of(cfg) == 'mmpretrain' and args.out is not None and not dump_metrics:
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    metrics = runner.test()
-    if dump_metrics and is_main_process():
-        mmengine.dump(metrics, args.out)
-    return metrics
+    cfg = merge_test_args(Config.fromfile(args.config), args)
+    return run_test(cfg, args.out, args.out_item)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Build a runner from a config the way the stock ``tools/train.py`` of its library builds it."""
+"""Build and run a runner from a config the way the stock tools of its library do."""
 import argparse
 import importlib
 import logging
@@ -6,14 +6,19 @@ import os.path as osp
 from copy import deepcopy
 from typing import Dict, Optional
 
+import mmengine
 from mmengine.config import Config, ConfigDict
+from mmengine.dist import is_main_process
+from mmengine.evaluator import DumpResults
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 from mmengine.runner import Runner
 
+from mmda_vpt.checkpoints.trainable_state import log_trainable_params
+
 __all__ = [
-    'SUPPORTED_SCOPES', 'build_runner', 'enable_amp', 'library_of', 'merge_train_args',
-    'register_library', 'set_work_dir'
+    'SUPPORTED_SCOPES', 'build_runner', 'enable_amp', 'library_of', 'merge_test_args',
+    'merge_train_args', 'register_library', 'run_test', 'run_train', 'set_work_dir'
 ]
 
 # default_scope -> the package that runs configs of that scope.
@@ -164,3 +169,85 @@ def merge_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merges the options of ``tools/test.py`` into the config (``--cfg-options`` last).
+
+    Args:
+        cfg (Config): The loaded config.
+        args (argparse.Namespace): The parsed arguments
+            (:func:`~mmda_vpt.apis.cli.build_test_parser`).
+
+    Returns:
+        Config: The same config, updated.
+
+    Raises:
+        ValueError: If ``--out-item`` is given without ``--out`` or with an mmseg config, or
+            ``--tta`` with a config that defines no ``tta_model`` / ``tta_pipeline``.
+    """
+    library = library_of(cfg)
+    if args.out_item is not None and args.out is None:
+        raise ValueError('--out-item needs --out (the file to write to)')
+    cfg.launcher = args.launcher
+    set_work_dir(cfg, args.work_dir, args.config)
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        if cfg.get('test_cfg', None) is None:
+            cfg.test_cfg = dict()
+        cfg.test_cfg.fp16 = True
+    if library == 'mmseg' and args.out is not None:
+        if args.out_item is not None:
+            raise ValueError('--out-item is for mmpretrain configs; with an mmseg config '
+                             '--out is the directory for the predicted maps.')
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ValueError(f'{cfg.filename} defines no tta_model / tta_pipeline for --tta')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def run_train(cfg: Config) -> Runner:
+    """Trains the model of a merged config and logs its trainable parameter count.
+
+    Args:
+        cfg (Config): The config, merged (:func:`merge_train_args`).
+
+    Returns:
+        Runner: The runner, after training.
+    """
+    runner = build_runner(cfg)
+    log_trainable_params(runner.model)  # the paper's #Param column, for every method
+    runner.train()
+    return runner
+
+
+def run_test(cfg: Config, out: Optional[str] = None, out_item: Optional[str] = None) -> dict:
+    """Tests the checkpoint of a merged config (``cfg.load_from``) and returns the metrics.
+
+    Args:
+        cfg (Config): The config, merged (:func:`merge_test_args`).
+        out (str, optional): mmpretrain: the file to dump the predictions (or, with
+            ``out_item='metrics'``, the metrics) to; mmseg configs take it in
+            :func:`merge_test_args`. Defaults to None.
+        out_item (str, optional): ``'metrics'`` or ``'pred'``. Defaults to None
+            (predictions).
+
+    Returns:
+        dict: The metrics of the test loop.
+    """
+    runner = build_runner(cfg)
+    pretrain = library_of(cfg) == 'mmpretrain'
+    dump_metrics = pretrain and out_item == 'metrics'
+    if pretrain and out is not None and not dump_metrics:
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
+    metrics = runner.test()
+    if dump_metrics and is_main_process():
+        mmengine.dump(metrics, out)
+    return metrics

@@ -22,9 +22,9 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 import mmda_vpt  # noqa: F401  (registers DAVPTViT)
 from mmda_vpt.checkpoints.vit_checkpoint import (SRC_FORMATS, convert_vit_checkpoint,
-                                           convert_vit_weights, load_source_checkpoint,
-                                           save_converted_checkpoint)
-from tests.utils import REPO, load_tool
+                                                 convert_vit_weights, load_source_checkpoint,
+                                                 save_converted_checkpoint)
+from tests.utils import REPO, run_tool
 
 DIM, DEPTH, HEADS, MLP, IMG, PATCH = 64, 2, 4, 256, 32, 8
 GRID = IMG // PATCH
@@ -459,20 +459,16 @@ class TestViTCheckpointConversion(ConverterTestCase):
 class TestConvertViTTool(ConverterTestCase):
 
     def test_cli(self):
-        tool = load_tool('model_converters/convert_vit')
-        out = self.path('cli/mmpretrain.pth')
-        tool.main([self.sources['npz'], out, '--src-format', 'npz', '--dst', 'mmpretrain'])
-        saved = torch.load(out, map_location='cpu', weights_only=True)
-        self.assertEqual((saved['meta']['src_format'], saved['meta']['dst']),
-                         ('npz', 'mmpretrain'))
-        with torch.no_grad():
-            self.assertLessEqual(max_diff(build_pretrain(out)(self.images)[-1], self.features),
-                                 TOL)
         # As for mmseg's SETR: no final norm in the backbone.
         out = self.path('cli/mmseg.pth')
-        tool.main([self.sources['npz'], out, '--src-format', 'npz', '--dst', 'mmseg',
-                   '--drop-final-norm'])
+        result = run_tool('model_converters/convert_vit.py',
+                          [self.sources['npz'], out, '--src-format', 'npz', '--dst', 'mmseg',
+                           '--drop-final-norm'], cwd=self.tmp.name)
+        self.assertEqual(result.returncode, 0, result.stdout[-6000:])
         saved = torch.load(out, map_location='cpu', weights_only=True)
+        self.assertEqual(result.stdout.splitlines()[-1],
+                         f'saved {len(saved["state_dict"])} tensors to {out}')
+        self.assertEqual((saved['meta']['src_format'], saved['meta']['dst']), ('npz', 'mmseg'))
         self.assertNotIn('ln1.weight', saved['state_dict'])
         self.assertEqual(saved['meta']['dropped']['final norm (drop_final_norm, for '
                                                   'final_norm=False)'],
@@ -480,9 +476,6 @@ class TestConvertViTTool(ConverterTestCase):
         with torch.no_grad():
             maps = build_seg(out, final_norm=False)(self.images)[0]
         self.assertLessEqual(max_diff(maps, to_map(self.features_no_norm[:, 1:])), TOL)
-        with self.assertRaises(SystemExit):
-            tool.main([self.sources['npz'], self.path('x.pth'), '--src-format', 'jax',
-                       '--dst', 'mmseg'])
 
 
 # ------------------------------------------------------------------------ published checkpoints
@@ -539,7 +532,6 @@ class TestPublishedCheckpoints(TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.tool = load_tool('model_converters/convert_vit')
         torch.manual_seed(3)
         cls.images = torch.randn(2, 3, IMG, IMG)
 
@@ -562,10 +554,12 @@ class TestPublishedCheckpoints(TestCase):
         torch.save(state_dict, files['timm'])
         return files
 
-    def run_tool(self, src: str, src_format: str, dst: str, *extra: str) -> dict:
-        name = '_'.join((osp.basename(osp.dirname(src)), src_format, dst) + extra)
+    def convert(self, src: str, src_format: str, dst: str, **options: bool) -> dict:
+        """What the converter saves for ``src`` with ``options`` (``drop_final_norm`` ...)."""
+        name = '_'.join((osp.basename(osp.dirname(src)), src_format, dst, *sorted(options)))
+        state_dict, report = convert_vit_checkpoint(src, src_format, dst, log=False, **options)
         out = self.path(name + '.pth')
-        self.tool.main([src, out, '--src-format', src_format, '--dst', dst, *extra])
+        save_converted_checkpoint(state_dict, out, report, source=src)
         saved = torch.load(out, map_location='cpu', weights_only=True)
         saved['path'] = out
         return saved
@@ -584,7 +578,7 @@ class TestPublishedCheckpoints(TestCase):
             expected = timm_model.forward_features(self.images)
         for src_format, src in self.write_hub_files(name, state_dict).items():
             with self.subTest(name=name, file=osp.basename(src)):
-                saved = self.run_tool(src, src_format, 'mmpretrain')
+                saved = self.convert(src, src_format, 'mmpretrain')
                 dropped = saved['meta']['dropped']
                 self.assertEqual(sorted(sum(dropped.values(), [])), head)
                 raw = config_backbone(config, saved['path'], 'mmpretrain', out_type='raw')
@@ -622,7 +616,7 @@ class TestPublishedCheckpoints(TestCase):
         os.makedirs(folder)
         src = osp.join(folder, 'jx_vit_large_p16_384-b3be5167.pth')
         torch.save(state_dict, src, _use_new_zipfile_serialization=False)
-        saved = self.run_tool(src, 'timm', 'mmseg', '--drop-final-norm')
+        saved = self.convert(src, 'timm', 'mmseg', drop_final_norm=True)
         self.assertEqual(sorted(sum(saved['meta']['dropped'].values(), [])),
                          ['head.bias', 'head.weight', 'norm.bias', 'norm.weight'])
         self.assertEqual(saved['state_dict']['pos_embed'].shape,
@@ -679,7 +673,8 @@ class TestPublishedCheckpoints(TestCase):
         stock.init_weights()
         stock.eval()  # (mmseg's train() returns None)
         self.assertFalse(any('bias' in n for n, _ in stock.patch_embed.named_parameters()))
-        no_bias = self.run_tool(src, 'timm', 'mmseg', '--drop-final-norm', '--drop-patch-bias')
+        no_bias = self.convert(src, 'timm', 'mmseg', drop_final_norm=True,
+                               drop_patch_bias=True)
         self.assertEqual(no_bias['meta']['dropped']['patch-embedding bias (drop_patch_bias, for '
                                                     'patch_bias=False)'],
                          ['patch_embed.proj.bias'])

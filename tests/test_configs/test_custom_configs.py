@@ -5,8 +5,8 @@ pre-trained checkpoint would be) and trained a few iterations by the stock runne
 folder tree written to a temporary directory, with the config's ``TrainableCheckpointHook``;
 a full checkpoint of the same run is saved next to the trainable-only one. Then every stock
 loading path must restore exactly the weights of the full checkpoint, the stock inferencers must
-predict the same from both, ``tools/export_checkpoint.py`` must write a file that loads strictly
-without ``init_cfg``, and bad inputs must fail with their one-line errors.
+predict the same from both, :func:`mmda_vpt.apis.export_checkpoint` must write a file that loads
+strictly without ``init_cfg``, and bad inputs must fail with their one-line errors.
 """
 import copy
 import logging
@@ -26,10 +26,11 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner, load_checkpoint
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.engine.hooks import TrainableCheckpointHook
+from mmda_vpt.apis import (attention_maps, build_model, build_test_parser, draw_attention_maps,
+                           export_checkpoint, load_model, merge_test_args, run_test)
 from mmda_vpt.checkpoints.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
-
-from tests.utils import REPO, load_tool
+from mmda_vpt.engine.hooks import TrainableCheckpointHook
+from tests.utils import REPO, run_tool
 
 pytestmark = pytest.mark.slow  # runners and subprocesses
 
@@ -333,10 +334,11 @@ class TestTrainableCheckpoints(TestCase):
                 metrics = runner.test()
                 self.assertEqual(metrics, run.test_metrics)
                 self._assert_trained(runner.model, run)
-            with self.subTest(host=host, path='tools/test.py'):
-                tool = load_tool('test', 'mmda_vpt_test_tool')
-                metrics = tool.main([run.config_file, run.trainable, '--work-dir',
-                                     osp.join(run.root, f'test_tool_{host}')])
+            with self.subTest(host=host, path='tools/test.py (mmda_vpt.apis.run_test)'):
+                args = build_test_parser().parse_args([
+                    run.config_file, run.trainable, '--work-dir',
+                    osp.join(run.root, f'test_tool_{host}')])
+                metrics = run_test(merge_test_args(Config.fromfile(run.config_file), args))
                 self.assertEqual(metrics, run.test_metrics)
 
     def test_resume_from_trainable_checkpoint(self):
@@ -357,18 +359,17 @@ class TestTrainableCheckpoints(TestCase):
         self.assertIn('backbone.prompts.0', moved)
 
     def test_export(self):
-        tool = load_tool('export_checkpoint', 'mmda_vpt_export_tool')
         for host in ('cls', 'seg'):
             with self.subTest(host=host):
                 run = _RUNS[host]
                 out = osp.join(run.root, 'exported', 'model.pth')
-                tool.main([run.config_file, run.trainable, out])
+                export_checkpoint(run.config_file, run.trainable, out)
                 exported = torch.load(out)
                 self.assertEqual(set(exported), {'meta', 'state_dict'})
                 self.assertFalse(any(is_base_weights_key(k) for k in exported['state_dict']))
                 self.assertIn('dataset_meta', exported['meta'])
                 # Strictly, into a model built with no init_cfg at all and no base file around.
-                bare = tool.build_model(Config.fromfile(run.config_file), init_cfg=False)
+                bare = build_model(Config.fromfile(run.config_file), init_cfg=False)
                 shutil.move(run.base, run.base + '.away')
                 try:
                     load_checkpoint(bare, out, map_location='cpu', strict=True)
@@ -447,11 +448,12 @@ class TestTrainableCheckpoints(TestCase):
                 load_checkpoint(run.build(), path, map_location='cpu')
 
     def test_show_attention(self):
-        tool = load_tool('analysis/show_attention', 'mmda_vpt_show_attention')
         for host, guided in (('cls', [1]), ('seg', [2, 3])):
             with self.subTest(host=host):
                 run = _RUNS[host]
-                captured = tool.attention_maps(run.config_file, run.trainable, run.images()[0])
+                model = load_model(run.config_file, run.trainable)
+                self._assert_trained(model, run)
+                captured = attention_maps(model, run.images()[0])
                 self.assertEqual(captured['layers'].tolist(), guided)
                 # cls: a 32x32 centre crop; seg: resized to 32x38, padded to 5 patches of 8.
                 grid = (4, 4) if host == 'cls' else (4, 5)
@@ -461,9 +463,19 @@ class TestTrainableCheckpoints(TestCase):
                     self.assertTrue(np.all(maps >= 0) and np.all(maps.sum(axis=(1, 2)) <= 1))
                 self.assertEqual(captured['image'].shape, (grid[0] * 8, grid[1] * 8, 3))
                 out = osp.join(run.root, 'attention', f'{host}.png')
-                tool.main([run.config_file, run.trainable, run.images()[0], out, '--layers', '0',
-                           '-1', '--prompts', '1'])
-                self.assertEqual(cv2.imread(out).shape[2], 3)
+                draw_attention_maps(captured, out, prompts=1)
+                # One row per layer: the input, the CLS token's map and one prompt's, 100 dpi.
+                self.assertEqual(cv2.imread(out).shape, (240 * len(guided), 660, 3))
+
+    def test_show_attention_tool(self):
+        run = _RUNS['cls']
+        out = osp.join(run.root, 'attention', 'tool.png')
+        result = run_tool('analysis/show_attention.py',
+                          [run.config_file, run.trainable, run.images()[0], out, '--layers', '0',
+                           '-1', '--prompts', '2'], cwd=run.root)
+        self.assertEqual(result.returncode, 0, result.stdout[-6000:])
+        self.assertIn(f'attention maps of layers [0, 1] written to {out}', result.stdout)
+        self.assertEqual(cv2.imread(out).shape, (480, 880, 3))
 
     def _assert_trained(self, model: torch.nn.Module, run: _Run) -> None:
         """Every weight of ``model`` is the trained model's (head, prompts and frozen base)."""

@@ -21,13 +21,16 @@ from unittest import TestCase, mock
 
 import pytest
 import torch
+from mmengine.config import Config
 
 import mmda_vpt  # noqa: F401
-from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PRETRAINED_DIR_ENV,
-                                         decode_base_weights, encode_base_weights,
-                                         weights_fingerprint)
+from mmda_vpt.apis import (build_test_parser, build_train_parser, merge_test_args,
+                           merge_train_args, run_test, run_train)
+from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT,
+                                               PRETRAINED_DIR_ENV, decode_base_weights,
+                                               encode_base_weights, weights_fingerprint)
 from mmda_vpt.checkpoints.checkpoint_errors import UnreadableCheckpointError
-from tests.utils import (REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN, load_tool,
+from tests.utils import (REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN,
                          missing_augreg_message, tiny_vit_weights, write_toy_images)
 
 pytestmark = pytest.mark.slow  # subprocesses and runners
@@ -58,6 +61,18 @@ def last_line(output: str) -> str:
     return [line for line in output.splitlines() if line.strip()][-1]
 
 
+def as_train_tool(*argv: str) -> None:
+    """What ``tools/train.py *argv`` runs, in process."""
+    args = build_train_parser().parse_args(argv)
+    run_train(merge_train_args(Config.fromfile(args.config), args))
+
+
+def as_test_tool(*argv: str) -> dict:
+    """What ``tools/test.py *argv`` runs, in process."""
+    args = build_test_parser().parse_args(argv)
+    return run_test(merge_test_args(Config.fromfile(args.config), args), args.out, args.out_item)
+
+
 class TestCheckpointsThroughTools(TestCase):
 
     @classmethod
@@ -74,8 +89,6 @@ class TestCheckpointsThroughTools(TestCase):
         cls.work = osp.join(cls.root, 'work')
         cls._run([sys.executable, TRAIN, cls.config, '--work-dir', cls.work], check=True)
         cls.checkpoint = osp.join(cls.work, 'epoch_2.pth')
-        cls.test_tool = load_tool('test', 'mmda_vpt_test_tool')
-        cls.train_tool = load_tool('train', 'mmda_vpt_train_tool')
         cls.reference = cls._scores(cls.checkpoint, 'reference')
 
     @classmethod
@@ -105,8 +118,8 @@ class TestCheckpointsThroughTools(TestCase):
     def _scores(cls, checkpoint: str, name: str) -> torch.Tensor:
         """The test split's scores of ``checkpoint`` through tools/test.py (in process)."""
         out = osp.join(cls.root, f'{name}.pkl')
-        cls.test_tool.main([cls.config, checkpoint, '--work-dir', osp.join(cls.root, name),
-                            '--out', out])
+        as_test_tool(cls.config, checkpoint, '--work-dir', osp.join(cls.root, name), '--out',
+                     out)
         with open(out, 'rb') as file:
             return torch.stack([torch.as_tensor(r['pred_score']) for r in pickle.load(file)])
 
@@ -130,8 +143,8 @@ class TestCheckpointsThroughTools(TestCase):
                             osp.join(self.root, 'replaced')])
         self.assertNotEqual(result.returncode, 0)
         line = last_line(result.stdout)
-        self.assertRegex(line, r'^mmda_vpt\.utils\.base_weights\.BaseWeightsMismatchError: the '
-                         rf"base weights '{self.base}' of this DA-VPT checkpoint")
+        self.assertRegex(line, r'^mmda_vpt\.checkpoints\.base_weights\.BaseWeightsMismatchError: '
+                         rf"the base weights '{self.base}' of this DA-VPT checkpoint")
         self.assertIn(f'fingerprint of its base weights {expected}', line)
         self.assertIn(f'looked at: {self.base} (other weights: {weights_fingerprint(other)}), '
                       f'{osp.join(self.work, "base.pth")} (no file) ({PRETRAINED_DIR_ENV} is not '
@@ -188,8 +201,7 @@ class TestCheckpointsThroughTools(TestCase):
         with self.assertRaisesRegex(UnreadableCheckpointError,
                                     rf"^checkpoint {garbage} \(43 bytes\) cannot be read: it "
                                     r"starts with b'version ', which is neither a zip archive"):
-            self.test_tool.main([self.config, garbage, '--work-dir',
-                                 osp.join(self.root, 'garbage')])
+            as_test_tool(self.config, garbage, '--work-dir', osp.join(self.root, 'garbage'))
 
     def test_resume_names_the_checkpoints_that_load(self):
         broken = osp.join(self.root, 'broken')
@@ -207,7 +219,8 @@ class TestCheckpointsThroughTools(TestCase):
                             '--resume', '--cfg-options', 'train_cfg.max_epochs=3'])
         self.assertNotEqual(result.returncode, 0)
         line = last_line(result.stdout)
-        self.assertRegex(line, r'^mmda_vpt\.utils\.checkpoint_errors\.UnreadableCheckpointError: '
+        self.assertRegex(line, r'^mmda_vpt\.checkpoints\.checkpoint_errors\.'
+                         r'UnreadableCheckpointError: '
                          rf'cannot resume: checkpoint {epoch_2} \([\d,]+ bytes\) cannot be read: '
                          'it is the beginning of a zip archive whose end is missing')
         self.assertTrue(line.endswith(f'; checkpoints in {broken} that load, newest first: '
@@ -222,12 +235,12 @@ class TestCheckpointsThroughTools(TestCase):
                         FileNotFoundError, r"^cannot resume: the latest checkpoint '.*', named by "
                         rf'{last}, does not exist; checkpoints in {broken} that load, newest '
                         rf'first: {epoch_1} \(resume from one with --resume PATH\)$'):
-                    self.train_tool.main(argv)
+                    as_train_tool(*argv)
 
     def test_missing_pretrained_names_the_converter(self):
         missing = osp.join(self.root, 'checkpoints', 'vit-b16_in21k-augreg.pth')
         with self.assertRaises(FileNotFoundError) as caught:
-            self.train_tool.main([self.config, '--work-dir', osp.join(self.root, 'missing'),
-                                  '--cfg-options', f'model.backbone.init_cfg.checkpoint={missing}'])
+            as_train_tool(self.config, '--work-dir', osp.join(self.root, 'missing'),
+                          '--cfg-options', f'model.backbone.init_cfg.checkpoint={missing}')
         self.assertEqual(
             str(caught.exception), missing_augreg_message(missing))

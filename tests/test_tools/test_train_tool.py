@@ -1,10 +1,10 @@
 """Tests of tools/train.py, tools/test.py, tools/dist_train.sh and tools/dist_test.sh.
 
-The end-to-end tests train the toy classifier of tests/data/configs/toy_cls.py in subprocesses,
-exactly as a user runs the tools: one straight 2-epoch run shared by the tests, a run resumed
-from its epoch-1 checkpoint, a 2-process torchrun run on the CPU and a test.py run.
+Their options are tested in process in tests/test_apis/test_runner.py. These tests train the
+toy classifier of tests/data/configs/toy_cls.py in subprocesses, exactly as a user runs the
+tools: one straight 2-epoch run shared by the tests, a run resumed from its epoch-1 checkpoint,
+a 2-process torchrun run on the CPU and a test.py run.
 """
-import io
 import json
 import os
 import os.path as osp
@@ -12,87 +12,14 @@ import re
 import subprocess
 import sys
 import tempfile
-from unittest import TestCase, mock
+from unittest import TestCase
 
 import pytest
 import torch
-from mmengine.config import Config
 
 import mmda_vpt  # noqa: F401  (applies the compatibility patches)
 from tests.utils import (DIST_TEST, DIST_TRAIN, REPO, SUBPROCESS_TIMEOUT, TEST, TOY_CONFIG, TRAIN,
-                         free_port, load_script, write_toy_images)
-
-
-class TestTrainToolArgs(TestCase):
-    """Argument handling of tools/train.py and tools/test.py (in process, no training)."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.train_tool = load_script(TRAIN, 'mmda_vpt_tools_train')
-        cls.test_tool = load_script(TEST, 'mmda_vpt_tools_test')
-
-    def _merged(self, *argv):
-        args = self.train_tool.parse_args([TOY_CONFIG, *argv])
-        return self.train_tool.merge_args(Config.fromfile(TOY_CONFIG), args)
-
-    def test_resume(self):
-        cfg = self._merged()
-        self.assertFalse(cfg.resume)
-        cfg = self._merged('--resume')
-        self.assertTrue(cfg.resume)
-        self.assertIsNone(cfg.load_from)
-        cfg = self._merged('--resume', 'work/epoch_1.pth', '--work-dir', 'work')
-        self.assertTrue(cfg.resume)
-        self.assertEqual(cfg.load_from, 'work/epoch_1.pth')
-        self.assertEqual(cfg.work_dir, 'work')
-
-    def test_amp_and_options(self):
-        cfg = self._merged('--amp', '--cfg-options', 'train_cfg.max_epochs=5')
-        self.assertEqual(cfg.optim_wrapper.type, 'AmpOptimWrapper')
-        self.assertEqual(cfg.optim_wrapper.loss_scale, 'dynamic')
-        self.assertEqual(cfg.train_cfg.max_epochs, 5)
-        self.assertEqual(cfg.launcher, 'none')
-        self.assertEqual(cfg.work_dir, osp.join('./work_dirs', 'toy_cls'))
-        cfg = Config.fromfile(TOY_CONFIG)
-        cfg.optim_wrapper.type = 'OptimWrapperDict'
-        with self.assertRaisesRegex(ValueError, '--amp needs optim_wrapper.type'):
-            self.train_tool.merge_args(cfg, self.train_tool.parse_args([TOY_CONFIG, '--amp']))
-
-    def test_dataloader_defaults(self):
-        cfg = self._merged('--no-validate')
-        self.assertIsNone(cfg.val_dataloader)
-        self.assertEqual(cfg.train_dataloader.collate_fn, dict(type='default_collate'))
-        self.assertFalse(cfg.train_dataloader.persistent_workers)
-        self.assertFalse(cfg.test_dataloader.pin_memory)
-        cfg = self._merged('--cfg-options', 'train_dataloader.num_workers=2')
-        self.assertFalse(cfg.train_dataloader.persistent_workers)  # the config's own value
-        cfg = Config.fromfile(TOY_CONFIG)
-        del cfg.train_dataloader['persistent_workers']
-        cfg.train_dataloader.num_workers = 2
-        cfg = self.train_tool.merge_args(cfg, self.train_tool.parse_args([TOY_CONFIG]))
-        self.assertTrue(cfg.train_dataloader.persistent_workers)
-
-    def test_library_by_scope(self):
-        import mmpretrain.registry
-        import mmseg.registry
-        self.assertIs(
-            self.train_tool.register_library(Config(dict(default_scope='mmpretrain'))),
-            mmpretrain.registry.RUNNERS)
-        self.assertIs(
-            self.train_tool.register_library(Config(dict(default_scope='mmseg'))),
-            mmseg.registry.RUNNERS)
-        with self.assertRaisesRegex(ValueError, "default_scope is 'mmdet'"):
-            self.train_tool.library_of(Config(dict(default_scope='mmdet')))
-        with self.assertRaisesRegex(ValueError, 'default_scope is None'):
-            self.train_tool.library_of(Config(dict()))
-
-    def test_test_tool_args(self):
-        args = self.test_tool.parse_args([TOY_CONFIG, 'ckpt.pth', '--work-dir', 'w'])
-        cfg = self.test_tool.merge_args(Config.fromfile(TOY_CONFIG), args)
-        self.assertEqual(cfg.load_from, 'ckpt.pth')
-        self.assertEqual(cfg.work_dir, 'w')
-        with mock.patch('sys.stderr', io.StringIO()), self.assertRaises(SystemExit):
-            self.test_tool.parse_args([TOY_CONFIG, 'ckpt.pth', '--out-item', 'metrics'])
+                         free_port, write_toy_images)
 
 
 @pytest.mark.slow

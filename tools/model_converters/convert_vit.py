@@ -20,11 +20,20 @@ The result is ``{'state_dict': backbone weights, 'meta': ...}`` for
 import argparse
 from typing import Optional, Sequence
 
-from mmda_vpt.checkpoints.vit_checkpoint import (DST_FORMATS, SRC_FORMATS, convert_vit_checkpoint,
-                                           save_converted_checkpoint)
+from mmda_vpt.checkpoints.vit_checkpoint import (DST_FORMATS, SRC_FORMATS,
+                                                 convert_vit_checkpoint,
+                                                 save_converted_checkpoint)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parses the command line of convert_vit.py.
+
+    Args:
+        argv (Sequence[str], optional): Arguments; the process's when None. Defaults to None.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
     parser = argparse.ArgumentParser(
         description='Convert Google .npz / timm / safetensors / MAE / MoCo v3 ViT checkpoints '
         "to mmpretrain's or mmsegmentation's ViT keys.")
@@ -47,11 +56,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Converts the checkpoint named on the command line and saves it.
+
+    Args:
+        argv (Sequence[str], optional): Arguments; the process's when None. Defaults to None.
+    """
     args = parse_args(argv)
     state_dict, report = convert_vit_checkpoint(args.src, args.src_format, args.dst_format,
-                                                  allow_pickle=args.allow_pickle,
-                                                  drop_final_norm=args.drop_final_norm,
-                                                  drop_patch_bias=args.drop_patch_bias)
+                                                allow_pickle=args.allow_pickle,
+                                                drop_final_norm=args.drop_final_norm,
+                                                drop_patch_bias=args.drop_patch_bias)
     save_converted_checkpoint(state_dict, args.dst, report, source=args.src)
     print(f'saved {len(state_dict)} tensors to {args.dst}')
 
