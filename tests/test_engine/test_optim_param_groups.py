@@ -13,7 +13,8 @@ from timm.layers import trunc_normal_
 
 import mmda_vpt  # noqa: F401  (registers DAVPTViT)
 from tests.toy_datasets import tiny_classifier_cfg
-from tests.utils import load_script, reference_dir
+from tests.reference_code import reference_module
+from tests.utils import reference_dir
 
 HEAD_INIT = dict(type='TruncNormal', layer='Linear', std=0.02)
 
@@ -94,7 +95,7 @@ class TestDecayGroups(TestCase):
     def test_same_groups_as_the_authors(self):
         """Their param_groups_weight_decay on a timm ViT trained as their CUB row, against ours."""
         import timm
-        utils = load_script(osp.join(reference_dir(), 'utils', 'utils.py'), 'davpt_ref_utils')
+        utils = reference_module('utils/utils.py')
         vit = timm.models.vision_transformer.VisionTransformer(
             img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=100)
         vit.other_prompt_tokens = torch.nn.Parameter(torch.zeros(2, 4, 32))

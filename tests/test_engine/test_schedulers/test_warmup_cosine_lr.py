@@ -19,7 +19,8 @@ import mmda_vpt  # noqa: F401  (registers WarmupCosineLR)
 from mmda_vpt.engine.schedulers import WarmupCosineLR
 from tests.toy_datasets import (DigitsDataset, digits_train_loader,  # noqa: F401  (registers)
                                 tiny_classifier_cfg)
-from tests.utils import load_script, reference_dir
+from tests.reference_code import reference_module
+from tests.utils import reference_dir
 
 # The authors' CUB row (configs/fgvc/vitb_cub200.yaml): peak lr, epochs, warm-up epochs, the
 # warm-up's start and the minimum.
@@ -177,7 +178,7 @@ class TestAuthorsRows(TestCase):
 
     def test_every_row_matches(self):
         root = reference_dir()
-        params = load_script(osp.join(root, 'params.py'), 'davpt_reference_params')
+        params = reference_module('params.py')
         rows = sorted(glob.glob(osp.join(root, 'configs', '*', '*.yaml')))
         self.assertEqual(len(rows), 61)
         per_update = 0
