@@ -21,7 +21,7 @@ demo-data:
 
 ## demo: set up, then run the main job (pre-train, transfer, pictures) on the CPU
 demo: setup demo-data
-	$(PYTHON_VENV) demo/run_demo.py
+	$(PYTHON_VENV) -m demo.run_demo
 
 ## test: set up, then run the whole test suite
 test: setup demo-data

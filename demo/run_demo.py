@@ -34,15 +34,12 @@ import json
 import logging
 import os
 import os.path as osp
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 # Idle OpenMP threads sleep instead of spinning: on cores shared with other work, spinning
 # threads slow a small model down several times; on idle cores it costs nothing measurable.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
