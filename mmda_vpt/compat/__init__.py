@@ -23,18 +23,18 @@ untouched. One module per patch:
   resolved with ``importlib.metadata``.
 * :mod:`~mmda_vpt.compat.frozen_param_log` -- **one log line for the frozen parameters** an
   optimizer leaves out, instead of mmengine's warning per tensor (about 150 for a ViT-B).
+* :mod:`~mmda_vpt.compat.runner_label_checks` -- **segmentation label checks** in every runner
+  (:mod:`mmda_vpt.datasets.labelled_pixels`): a training set without a labelled pixel is refused
+  before training; an evaluation without one reports no IoU metrics (with a warning) instead of
+  nan.
 
-Two more patches live beside the code they serve and are applied here as well:
+One more patch lives beside the code it serves and is applied here as well:
 
-* :mod:`mmda_vpt.datasets.labelled_pixels` -- **segmentation label checks** in every runner: a
-  training set without a labelled pixel is refused before training; an evaluation without one
-  reports no IoU metrics (with a warning) instead of nan.
 * :mod:`mmda_vpt.checkpoints.checkpoint_errors` -- **unreadable checkpoints** (truncated, empty,
   garbage) fail with one line naming the file, its size and what a checkpoint should be;
   ``--resume`` also lists the checkpoints of the work dir that load.
 """
 from mmda_vpt.checkpoints.checkpoint_errors import install_checkpoint_errors
-from mmda_vpt.datasets.labelled_pixels import patch_runner_label_checks
 
 from .amp_fallback import patch_amp_optim_wrapper
 from .checkpoint_globals import allowlist_checkpoint_globals, checkpoint_safe_globals
@@ -42,6 +42,7 @@ from .cpu_distributed import cuda_free_distributed, patch_cpu_distributed
 from .cpu_sync_bn import patch_cpu_sync_bn
 from .frozen_param_log import patch_frozen_param_log
 from .package_lookups import patch_package_lookups
+from .runner_label_checks import patch_runner_label_checks
 
 __all__ = ['apply_compat_patches', 'checkpoint_safe_globals', 'cuda_free_distributed']
 
