@@ -7,6 +7,6 @@ from .trainable_state import (check_trainable_fit, count_params, log_trainable_p
 from .vit_checkpoint import convert_vit_checkpoint, convert_vit_weights
 
 __all__ = [
-    'FrozenWeights', 'check_trainable_fit', 'convert_vit_checkpoint', 'convert_vit_weights', 'count_params',
-    'install_checkpoint_loader', 'log_trainable_params', 'trainable_state_dict'
+    'FrozenWeights', 'check_trainable_fit', 'convert_vit_checkpoint', 'convert_vit_weights',
+    'count_params', 'install_checkpoint_loader', 'log_trainable_params', 'trainable_state_dict'
 ]

@@ -35,8 +35,8 @@ class FrozenWeights:
     Args:
         backbone (nn.Module): The DA-VPT backbone whose frozen weights these are.
         base_weights (dict, optional): ``{'path', 'prefix'}`` of the pre-trained checkpoint of
-            its ``init_cfg`` (:func:`~mmda_vpt.checkpoints.base_weights.base_weights_from_init_cfg`).
-            Defaults to None.
+            its ``init_cfg`` (:func:`~.base_weights.base_weights_from_init_cfg`). Defaults to
+            None.
 
     Attributes:
         base_weights (dict | None): The base checkpoint, the one ``init_cfg`` names or the one a

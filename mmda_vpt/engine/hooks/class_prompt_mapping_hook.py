@@ -22,8 +22,9 @@ from mmda_vpt.mapping.class_prompt_map import UNSEEN_CLASSES, ClassPromptMap, Ma
 from mmda_vpt.mapping.labels import (check_label_maps, image_labels, is_segmentation_batch,
                                    patch_labels)
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
-                                         remove_loss_callback, unwrap_model)
-from .prompt_metric_loss_hook import model_ignore_index, model_num_classes
+                                         model_ignore_index, model_num_classes,
+                                         remove_loss_callback, set_class_prompt_map,
+                                         unwrap_model)
 
 __all__ = ['ClassPromptMappingHook', 'guided_prompt_count']
 
@@ -84,8 +85,10 @@ class ClassPromptMappingHook(Hook):
     - The state is saved in every checkpoint (key ``'class_prompt_mapping'``) and restored on
       resume; loading a checkpoint for testing needs neither this hook nor the metric-loss hook.
 
-    Read by :class:`PromptMetricLossHook`: ``class_to_prompt`` (C,) CPU LongTensor (None before
-    the first map) and ``centroids`` (M, D) float tensor.
+    While it trains, the map is kept on the model
+    (:func:`~mmda_vpt.utils.model_access.set_class_prompt_map`), where
+    :class:`PromptMetricLossHook` reads its ``class_to_prompt``, a (C,) CPU LongTensor (None
+    before the first map); the hook shows it too, with the ``centroids`` (M, D).
 
     Args:
         samples_per_class (int, optional): Images per class in the initial pass (chosen at
@@ -216,18 +219,22 @@ class ClassPromptMappingHook(Hook):
         """Accumulate the training forwards' features of ``model`` into ``class_map``'s window.
 
         ``before_train`` calls it with the initial (or restored) map; a caller without a runner
-        (the benchmark) can call it with a map of its own.
+        (the benchmark) can call it with a map of its own. The map is kept on the model for the
+        other hooks (:func:`~mmda_vpt.utils.model_access.get_class_prompt_map`).
         """
         self.map = class_map
         self.num_classes, self.num_prompts = class_map.num_classes, class_map.num_prompts
+        self.ignore_index = model_ignore_index(model)
         device = next(get_davpt_backbone(model, WHO).parameters()).device
         class_map.reset_window(device)
         self._epoch_start = None
+        set_class_prompt_map(model, class_map)
         add_loss_callback(model, CALLBACK_NAME, self._accumulate)
 
     def detach(self, model) -> None:
-        """Stop accumulating the features of ``model``."""
+        """Stop accumulating the features of ``model``; the model no longer holds the map."""
         remove_loss_callback(model, CALLBACK_NAME)
+        set_class_prompt_map(model, None)
 
     # ------------------------------------------------------------------ hook points
     def before_run(self, runner) -> None:
