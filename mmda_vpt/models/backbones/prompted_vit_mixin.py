@@ -12,7 +12,8 @@ The mixin composes the concepts that live in modules of their own: the options
 (:class:`~.attention_recorder.AttentionRecorder`), the host interface
 (:class:`~.block_parts.BlockParts`) and the frozen weights' strict loading and completion of
 trainable-only state dicts (:class:`~mmda_vpt.checkpoints.frozen_weights.FrozenWeights`); it owns
-freezing.
+freezing and the forward of the prompted blocks. The file is above 400 lines because it is that
+one class, whose every separable concept has a module of its own.
 """
 from contextlib import contextmanager
 from typing import ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
