@@ -64,7 +64,6 @@ import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -334,13 +333,13 @@ def attach_davpt_hooks(model: nn.Module, size: BenchSize, beta: float = 0.05,
                        lam: float = 0.05) -> Tuple[object, object]:
     """Attach DA-VPT's two hooks to a model as a runner would, minus the runner.
 
-    ``PromptMetricLossHook`` goes through its own ``before_train`` (it adds the metric losses
-    to the model's loss). ``ClassPromptMappingHook``'s ``before_train`` needs a runner with a
-    dataloader for its initial pass, so it is attached (``attach``) with a map of its own: a
-    fixed balanced map (as the k-means gives: every prompt holds classes) and an empty window;
-    its per-iteration work, the accumulation of the final features per class (its loss
-    callback), then runs in every training step. Its per-epoch k-means is timed apart
-    (``bench_kmeans``).
+    Each hook's ``attach`` does what its ``before_train`` does to the model, without a runner:
+    ``PromptMetricLossHook`` adds the metric losses to the model's loss.
+    ``ClassPromptMappingHook``'s ``before_train`` also needs a dataloader for its initial pass,
+    so it is attached with a map of its own: a fixed balanced map (as the k-means gives: every
+    prompt holds classes) and an empty window; its per-iteration work, the accumulation of the
+    final features per class (its loss callback), then runs in every training step. Its
+    per-epoch k-means is timed apart (``bench_kmeans``).
 
     Returns:
         tuple: (metric-loss hook, mapping hook).
@@ -358,10 +357,9 @@ def attach_davpt_hooks(model: nn.Module, size: BenchSize, beta: float = 0.05,
                         torch.zeros(size.num_classes, dim),
                         torch.ones(size.num_classes, dtype=torch.bool))
     mapper = ClassPromptMappingHook()
-    mapper.ignore_index = int(getattr(getattr(model, 'decode_head', None), 'ignore_index', 255))
     mapper.attach(model, class_map)
     hook = PromptMetricLossHook(beta=beta, lam=lam)
-    hook.before_train(SimpleNamespace(model=model, hooks=[mapper]))
+    hook.attach(model)
     return hook, mapper
 
 

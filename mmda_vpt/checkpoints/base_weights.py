@@ -12,7 +12,7 @@ the content hash of those frozen weights as the backbone holds them (:func:`weig
 tensor bytes in a fixed key order, so a re-converted or re-saved file with the same tensors
 matches, and nothing is written beside the base file). A backbone that loads a state dict with
 that entry and without its frozen weights loads the base checkpoint first, then the trained part
-(:meth:`PromptedViTMixin._complete_from_base_weights`).
+(:meth:`~mmda_vpt.checkpoints.frozen_weights.FrozenWeights.complete_state_dict`).
 
 The path is looked for as written, then in the folder of the checkpoint being loaded (recorded
 by mmengine's local checkpoint loader, which :func:`install_checkpoint_loader` wraps), then in

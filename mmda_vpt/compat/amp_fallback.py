@@ -8,8 +8,9 @@ built or trained in tests. :func:`patch_amp_optim_wrapper` makes ``AmpOptimWrapp
 a plain fp32 :class:`~mmengine.optim.OptimWrapper` on such a machine, with every argument but
 the AMP ones (``loss_scale``, ``dtype``, ``use_fsdp``) kept (``optimizer``,
 ``accumulative_counts``, ``clip_grad``), and one warning per wrapper built, as the ``nccl``
-backend becomes ``gloo`` in :mod:`mmda_vpt.compat`. With CUDA (or another accelerator
-mmengine's AMP supports) nothing changes; subclasses of ``AmpOptimWrapper`` are never replaced.
+backend becomes ``gloo`` in :mod:`mmda_vpt.compat.cpu_distributed`. With CUDA (or another
+accelerator mmengine's AMP supports) nothing changes; subclasses of ``AmpOptimWrapper`` are
+never replaced.
 """
 import functools
 import inspect
@@ -19,7 +20,7 @@ from typing import Any, Callable, Tuple
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
-from mmda_vpt.compat import cuda_free_distributed
+from .cpu_distributed import cuda_free_distributed
 
 __all__ = ['amp_unavailable', 'fp32_optim_wrapper', 'patch_amp_optim_wrapper']
 

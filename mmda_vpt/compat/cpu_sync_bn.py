@@ -7,14 +7,16 @@ no CUDA device (nor another accelerator mmengine knows) is available and the mod
 lives on the CPU, its SyncBN layers become BatchNorm layers (mmengine's
 :func:`~mmengine.model.revert_sync_batchnorm`, which keeps their parameters and statistics)
 before DistributedDataParallel sees them, with one warning per process: every process then
-normalizes over its own batch. This is what :mod:`mmda_vpt.compat` does for the
-distributed backend (``nccl`` becomes ``gloo``); with CUDA nothing changes.
+normalizes over its own batch. This is what :mod:`mmda_vpt.compat.cpu_distributed` does for
+the distributed backend (``nccl`` becomes ``gloo``); with CUDA nothing changes.
 """
 import functools
 import logging
 
 import torch
 from mmengine.logging import print_log
+
+from .cpu_distributed import cuda_free_distributed, on_cpu
 
 __all__ = ['patch_cpu_sync_bn', 'revert_cpu_sync_bn']
 
@@ -44,8 +46,7 @@ def revert_cpu_sync_bn(module: torch.nn.Module) -> torch.nn.Module:
         layer, its BatchNorm replacement. Unchanged with CUDA (or another accelerator), for a
         module not on the CPU, and without SyncBN layers.
     """
-    from mmda_vpt.compat import _on_cpu, cuda_free_distributed
-    if not cuda_free_distributed() or not _on_cpu(module):
+    if not cuda_free_distributed() or not on_cpu(module):
         return module  # a GPU run is never touched, not even by the look-up below
     types = _sync_bn_types()
     count = sum(isinstance(layer, types) for layer in module.modules())

@@ -14,7 +14,7 @@ mmseg's ``LoadAnnotations``, or a label map this check cannot read, leaves the t
 unchecked.
 
 Both run in every runner through :class:`~mmda_vpt.engine.hooks.LabelledPixelCheckHook`,
-which :func:`patch_runner_label_checks` registers (``import mmda_vpt`` applies it).
+which :mod:`mmda_vpt.compat.runner_label_checks` registers (``import mmda_vpt`` applies it).
 """
 import copy
 import functools
@@ -27,10 +27,10 @@ from mmengine.logging import print_log
 
 __all__ = [
     'check_training_masks', 'describe_split', 'find_labelled_pixel', 'guard_iou_metric',
-    'is_iou_metric', 'leaf_datasets', 'patch_runner_label_checks'
+    'is_iou_metric', 'leaf_datasets'
 ]
 
-# Set on what this module installs, so a second call never wraps twice.
+# Set on a guarded metric: the split it evaluates.
 _PATCHED = '_mmda_vpt_label_checks'
 # Label maps named in an error message.
 _EXAMPLES = 3
@@ -229,25 +229,3 @@ def guard_iou_metric(metric: Any, split: str) -> None:
 
     metric._mmda_vpt_compute_metrics = compute
     metric.compute_metrics = compute_metrics
-
-
-def patch_runner_label_checks() -> None:
-    """Registers a :class:`~mmda_vpt.engine.hooks.LabelledPixelCheckHook` in every runner.
-
-    :meth:`mmengine.runner.Runner.register_hooks` (which ``Runner.__init__`` calls with the
-    config's hooks) adds one, unless the config lists it already.
-    """
-    from mmengine.runner import Runner
-    register_hooks = Runner.register_hooks
-    if getattr(register_hooks, _PATCHED, False):
-        return
-
-    @functools.wraps(register_hooks)
-    def register(self, *args, **kwargs) -> None:
-        register_hooks(self, *args, **kwargs)
-        from mmda_vpt.engine.hooks.labelled_pixel_check_hook import LabelledPixelCheckHook
-        if not any(isinstance(hook, LabelledPixelCheckHook) for hook in self._hooks):
-            self.register_hook(LabelledPixelCheckHook())
-
-    setattr(register, _PATCHED, True)
-    Runner.register_hooks = register

@@ -1,3 +1,4 @@
+"""The training-loop side of DA-VPT: its hooks and its learning-rate schedule."""
 from .hooks import ClassPromptMappingHook, PromptMetricLossHook, TrainableCheckpointHook
 from .schedulers import WarmupCosineLR
 

@@ -13,9 +13,10 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .class_kmeans import (EMPTY_CLUSTER_MODES, FEATURE_NORMS, KMEANS_INITS, KMEANS_METRICS,
-                           ClassMap, cluster_sizes, initial_class_map, normalize_features,
+from .class_kmeans import (EMPTY_CLUSTER_MODES, FEATURE_NORMS, KMEANS_INITS, ClassMap,
+                           cluster_sizes, initial_class_map, normalize_features,
                            update_class_map)
+from .kmeans import KMEANS_METRICS
 
 __all__ = ['ClassPromptMap', 'MapOptions', 'WARM_STARTS', 'UNSEEN_CLASSES', 'check_options']
 

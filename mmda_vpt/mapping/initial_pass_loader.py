@@ -1,5 +1,7 @@
-"""The data of the class-to-prompt map's initial pass: the training set through the test pipeline
-(no augmentation) or its own training pipeline, optionally a few images of every class.
+"""The data of the class-to-prompt map's initial pass: the training set, a few images per class.
+
+The training set goes through the test pipeline (no augmentation) or its own training
+pipeline, optionally only a few images of every class.
 
 :class:`~mmda_vpt.engine.hooks.ClassPromptMappingHook` runs the pass; this module builds what it
 reads (:func:`build_initial_pass_loader`) and the per-class bookkeeping of its batches

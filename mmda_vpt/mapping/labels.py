@@ -104,7 +104,8 @@ def image_labels(data_samples: Sequence, num_classes: int,
     valid = maps != ignore_index
     check_label_range(maps, num_classes, 'pixel', valid)
     batch = maps.shape[0]
-    keys = torch.arange(batch, device=maps.device)[:, None] * num_classes + maps.clamp(0, num_classes - 1)
+    keys = (torch.arange(batch, device=maps.device)[:, None] * num_classes
+            + maps.clamp(0, num_classes - 1))
     counts = _count(keys, valid, batch * num_classes).view(batch, num_classes)
     labels = counts.argmax(dim=1)
     return torch.where(counts.sum(dim=1) > 0, labels, -1)

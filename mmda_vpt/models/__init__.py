@@ -1,3 +1,4 @@
+"""The DA-VPT models: the prompted ViT backbones and the prompt metric loss, in both hosts."""
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 

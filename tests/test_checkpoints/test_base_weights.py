@@ -19,6 +19,7 @@ from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT, PR
                                          decode_base_weights, encode_base_weights,
                                          install_checkpoint_loader, resolve_base_weights,
                                          weights_fingerprint)
+from mmda_vpt.checkpoints.frozen_weights import FrozenWeights
 from tests.utils import missing_augreg_message, tiny_vit_weights
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -177,7 +178,7 @@ class TestBaseWeightsFingerprint(TestCase):
         load_checkpoint(model, self.checkpoint, map_location='cpu', strict=True)
         self._assert_weights_of(model, self.trained)
         # ... and a backbone that holds the right base already loads nothing more.
-        with mock.patch.object(type(model), '_load_pretrained') as loaded:
+        with mock.patch.object(FrozenWeights, 'load_pretrained') as loaded:
             load_checkpoint(model, self.checkpoint, map_location='cpu', strict=True)
         loaded.assert_not_called()
 

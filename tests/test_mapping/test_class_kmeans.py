@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
-from mmda_vpt.mapping.class_kmeans import (balanced_assignment, cluster_sizes, initial_class_map,
-                                         normalize_features, normalize_rows,
-                                         random_init_kmeans, reseed_empty, update_class_map,
-                                         warm_kmeans)
+from mmda_vpt.mapping.class_kmeans import (cluster_sizes, initial_class_map, normalize_features,
+                                           update_class_map)
+from mmda_vpt.mapping.kmeans import (balanced_assignment, normalize_rows, random_init_kmeans,
+                                     reseed_empty, warm_kmeans)
 from mmda_vpt.mapping.class_prompt_map import ClassPromptMap
 
 from tests.reference_code import reference_function, requires_reference

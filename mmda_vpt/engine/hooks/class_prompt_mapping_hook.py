@@ -1,4 +1,10 @@
-"""DA-VPT's dynamic class-to-prompt map: k-means of per-class features, updated in training."""
+"""DA-VPT's dynamic class-to-prompt map: k-means of per-class features, updated in training.
+
+The hook wires :mod:`mmda_vpt.mapping` (the map, its k-means, its feature passes and their data)
+to a runner: when to cluster, the window a checkpoint keeps, the ranks. The file is above 400
+lines because the class docstring documents every option the configs set (about 100 lines);
+what is not runner wiring lives in :mod:`mmda_vpt.mapping`.
+"""
 import logging
 import math
 from dataclasses import asdict
@@ -11,19 +17,17 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
-from mmengine.utils import ProgressBar
 from torch.utils.data import BatchSampler
 
 from mmda_vpt.datasets.class_list import apply_run_classes
-from mmda_vpt.mapping.initial_pass_loader import (apply_quota, build_initial_pass_loader,
-                                                   split_batch)
+from mmda_vpt.mapping.class_features import initial_pass_sums, tap_features
 from mmda_vpt.mapping.class_kmeans import ClassMap
 from mmda_vpt.mapping.class_prompt_map import UNSEEN_CLASSES, ClassPromptMap, MapOptions
-from mmda_vpt.mapping.labels import (check_label_maps, image_labels, is_segmentation_batch,
-                                   patch_labels)
+from mmda_vpt.mapping.initial_pass_loader import build_initial_pass_loader
 from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
-                                         remove_loss_callback, unwrap_model)
-from .prompt_metric_loss_hook import model_ignore_index, model_num_classes
+                                         model_ignore_index, model_num_classes,
+                                         remove_loss_callback, set_class_prompt_map,
+                                         unwrap_model)
 
 __all__ = ['ClassPromptMappingHook', 'guided_prompt_count']
 
@@ -84,8 +88,10 @@ class ClassPromptMappingHook(Hook):
     - The state is saved in every checkpoint (key ``'class_prompt_mapping'``) and restored on
       resume; loading a checkpoint for testing needs neither this hook nor the metric-loss hook.
 
-    Read by :class:`PromptMetricLossHook`: ``class_to_prompt`` (C,) CPU LongTensor (None before
-    the first map) and ``centroids`` (M, D) float tensor.
+    While it trains, the map is kept on the model
+    (:func:`~mmda_vpt.utils.model_access.set_class_prompt_map`), where
+    :class:`PromptMetricLossHook` reads its ``class_to_prompt``, a (C,) CPU LongTensor (None
+    before the first map); the hook shows it too, with the ``centroids`` (M, D).
 
     Args:
         samples_per_class (int, optional): Images per class in the initial pass (chosen at
@@ -216,18 +222,22 @@ class ClassPromptMappingHook(Hook):
         """Accumulate the training forwards' features of ``model`` into ``class_map``'s window.
 
         ``before_train`` calls it with the initial (or restored) map; a caller without a runner
-        (the benchmark) can call it with a map of its own.
+        (the benchmark) can call it with a map of its own. The map is kept on the model for the
+        other hooks (:func:`~mmda_vpt.utils.model_access.get_class_prompt_map`).
         """
         self.map = class_map
         self.num_classes, self.num_prompts = class_map.num_classes, class_map.num_prompts
+        self.ignore_index = model_ignore_index(model)
         device = next(get_davpt_backbone(model, WHO).parameters()).device
         class_map.reset_window(device)
         self._epoch_start = None
+        set_class_prompt_map(model, class_map)
         add_loss_callback(model, CALLBACK_NAME, self._accumulate)
 
     def detach(self, model) -> None:
-        """Stop accumulating the features of ``model``."""
+        """Stop accumulating the features of ``model``; the model no longer holds the map."""
         remove_loss_callback(model, CALLBACK_NAME)
+        set_class_prompt_map(model, None)
 
     # ------------------------------------------------------------------ hook points
     def before_run(self, runner) -> None:
@@ -373,23 +383,10 @@ class ClassPromptMappingHook(Hook):
         return sums.detach().cpu().clone(), counts.detach().cpu().clone()
 
     # ------------------------------------------------------------------ features
-    def _features(self, taps, data_samples) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Final features and their class labels: (B, D), (B,) or (B, N, D), (B, N)."""
-        if taps is None:
-            raise RuntimeError(f'{WHO}: the backbone recorded no taps; it must run in training '
-                               'mode with record_taps=True')
-        if is_segmentation_batch(data_samples):
-            labels = patch_labels(data_samples, taps.patch_resolution, self.num_classes,
-                                  self.ignore_index)
-            feats = taps.patch_final
-        else:
-            labels = image_labels(data_samples, self.num_classes, self.ignore_index)
-            feats = taps.cls_final if taps.cls_final is not None else taps.patch_final.mean(1)
-        return feats.detach(), labels.to(feats.device)
-
     def _accumulate(self, model, inputs, data_samples, losses: dict) -> None:
         """Loss callback: add the detached final features of one training forward."""
-        feats, labels = self._features(model.backbone.taps, data_samples)
+        feats, labels = tap_features(model.backbone.taps, data_samples, self.num_classes,
+                                     self.ignore_index)
         batch = labels.shape[0]
         first = self._offset
         self._offset += batch
@@ -405,43 +402,13 @@ class ClassPromptMappingHook(Hook):
     def _pass(self, runner, device: torch.device, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-class feature sums and counts of this rank's part of the initial pass."""
         inner = unwrap_model(runner.model)
-        backbone = inner.backbone
-        segmentation = hasattr(inner, 'decode_head')
         loader, quota = build_initial_pass_loader(
-            runner, self.num_classes, self.samples_per_class, self.seed, segmentation,
-            world_size=self._world_size, batch_size=self.batch_size,
-            num_workers=self.num_workers, pipeline=self.pipeline)
-        sums = torch.zeros(self.num_classes, dim, dtype=torch.float64, device=device)
-        counts = torch.zeros(self.num_classes, dtype=torch.float64, device=device)
-        served = torch.zeros(self.num_classes, dtype=torch.long)
-        total = len(loader.sampler)
-        bar = ProgressBar(total) if self._rank == 0 and total > 0 else None
-        done = 0
-        was_training = inner.training
-        inner.eval()
-        try:
-            with torch.no_grad(), backbone.prompts_disabled():
-                for data_batch in loader:
-                    for chunk in split_batch(data_batch, segmentation):
-                        data = inner.data_preprocessor(chunk, False)
-                        if segmentation:  # before the first step: name the file
-                            check_label_maps(data['data_samples'], self.num_classes,
-                                             self.ignore_index)
-                        backbone(data['inputs'])
-                        feats, labels = self._features(backbone.taps, data['data_samples'])
-                        labels = apply_quota(labels, served, quota)
-                        ClassPromptMap.add_to(sums, counts, feats, labels)
-                    size = len(data_batch['data_samples'])
-                    done += size
-                    if bar is not None:
-                        bar.update(size)
-                    if quota is not None and bool((served >= quota).all()):
-                        break
-        finally:
-            inner.train(was_training)
-        if bar is not None:
-            bar.file.write('\n')
-            bar.file.flush()
+            runner, self.num_classes, self.samples_per_class, self.seed,
+            hasattr(inner, 'decode_head'), world_size=self._world_size,
+            batch_size=self.batch_size, num_workers=self.num_workers, pipeline=self.pipeline)
+        sums, counts, served, done, total = initial_pass_sums(
+            inner, loader, quota, self.num_classes, self.ignore_index, dim, device,
+            progress=self._rank == 0)
         self.initial_pass = dict(images=done, total=total, images_per_class=served)
         print_log(f'{WHO}: initial pass used {done} of {total} images on rank {self._rank}',
                   logger='current')

@@ -14,7 +14,7 @@ class LabelledPixelCheckHook(Hook):
     """Segmentation splits whose label maps hold only the ignore index.
 
     ``import mmda_vpt`` registers one in every runner (see
-    :func:`~mmda_vpt.datasets.labelled_pixels.patch_runner_label_checks`); listing it in
+    :mod:`mmda_vpt.compat.runner_label_checks`); listing it in
     ``custom_hooks`` changes nothing. For a segmentor (a model with a ``decode_head``):
 
     - Before training (before every other hook's ``before_train``), a training set none of

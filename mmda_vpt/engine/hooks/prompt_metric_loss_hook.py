@@ -9,31 +9,17 @@ from mmengine.registry import HOOKS
 from mmda_vpt.datasets.class_list import apply_run_classes, trained_classes
 from mmda_vpt.models.losses import PromptProxyAnchorLoss
 from mmda_vpt.mapping.labels import image_labels, is_segmentation_batch, patch_labels
-from mmda_vpt.utils.model_access import (add_loss_callback, get_davpt_backbone,
-                                         remove_loss_callback, unwrap_model)
 from mmda_vpt.checkpoints.trainable_state import log_trainable_params
+from mmda_vpt.utils.model_access import (add_loss_callback, get_class_prompt_map,
+                                         get_davpt_backbone, model_ignore_index,
+                                         model_num_classes, remove_loss_callback)
 
-__all__ = ['PromptMetricLossHook', 'model_num_classes', 'model_ignore_index']
+__all__ = ['PromptMetricLossHook']
+
+CALLBACK_NAME = 'prompt_metric_loss'
 
 PROMPT_TAPS = ('query', 'raw')
 PATCH_TAPS = ('attn', 'input_mean')
-
-
-def model_num_classes(model) -> int:
-    """Number of classes of a stock classifier (``head``) or segmentor (``decode_head``)."""
-    inner = unwrap_model(model)
-    for name in ('head', 'decode_head'):
-        head = getattr(inner, name, None)
-        if head is not None and getattr(head, 'num_classes', None):
-            return int(head.num_classes)
-    raise ValueError(f'cannot tell the number of classes of {type(inner).__name__}: it has no '
-                     'head.num_classes or decode_head.num_classes')
-
-
-def model_ignore_index(model, default: int = 255) -> int:
-    """The segmentor's ignore index (``decode_head.ignore_index``), else ``default``."""
-    head = getattr(unwrap_model(model), 'decode_head', None)
-    return int(getattr(head, 'ignore_index', default))
 
 
 @HOOKS.register_module()
@@ -49,7 +35,8 @@ class PromptMetricLossHook(Hook):
     ``model.loss(...)`` has ``loss_cls`` instead of ``loss``, and a run resumed from a
     checkpoint written without the hook has the cross-entropy, then the total, in its
     ``train/loss`` history. Validation and testing are untouched. The class-to-prompt map
-    comes from a ``ClassPromptMappingHook`` in the same runner; without one, class c goes to
+    comes from a ``ClassPromptMappingHook`` in the same runner, through the model
+    (:func:`~mmda_vpt.utils.model_access.get_class_prompt_map`); without one, class c goes to
     prompt c mod M (with a warning). Before training (and testing) the splits that label by
     class folders get one class list
     (:func:`~mmda_vpt.datasets.class_list.apply_run_classes`).
@@ -115,7 +102,6 @@ class PromptMetricLossHook(Hook):
         self.log_grad_norms = log_grad_norms
         #: The gradient norms of the last logged step: {'ce/layer4': ..., 'ce/head': ...}.
         self.grad_norms: Dict[str, float] = {}
-        self.mapping_hook = None
         self._message_hub = None
         self._iter = 0
         self.num_classes = 0
@@ -140,16 +126,28 @@ class PromptMetricLossHook(Hook):
     def before_test(self, runner) -> None:
         apply_run_classes(runner, self._trained_classes)
 
-    def before_train(self, runner) -> None:
-        backbone = get_davpt_backbone(runner.model, 'PromptMetricLossHook')
+    def attach(self, model) -> None:
+        """Add the metric losses to every ``model.loss`` from now on.
+
+        ``before_train`` calls it; a caller without a runner (the benchmark) can call it.
+
+        Args:
+            model (nn.Module): A classifier or segmentor with a DA-VPT backbone, wrapped or not.
+        """
+        backbone = get_davpt_backbone(model, 'PromptMetricLossHook')
         if not backbone.guided_layers:
             raise ValueError('PromptMetricLossHook needs guided layers: the backbone has '
                              'guided_layers=()')
-        self.num_classes = model_num_classes(runner.model)
-        self.ignore_index = model_ignore_index(runner.model)
-        self.mapping_hook = next((h for h in runner.hooks
-                                  if type(h).__name__ == 'ClassPromptMappingHook'), None)
-        add_loss_callback(runner.model, 'prompt_metric_loss', self._add_losses)
+        self.num_classes = model_num_classes(model)
+        self.ignore_index = model_ignore_index(model)
+        add_loss_callback(model, CALLBACK_NAME, self._add_losses)
+
+    def detach(self, model) -> None:
+        """Stop adding the metric losses to ``model.loss``."""
+        remove_loss_callback(model, CALLBACK_NAME)
+
+    def before_train(self, runner) -> None:
+        self.attach(runner.model)
         self._message_hub = getattr(runner, 'message_hub', None)
         log_trainable_params(runner.model)
 
@@ -157,17 +155,28 @@ class PromptMetricLossHook(Hook):
         self._iter = runner.iter
 
     def after_train(self, runner) -> None:
-        remove_loss_callback(runner.model, 'prompt_metric_loss')
+        self.detach(runner.model)
 
     # ------------------------------------------------------------------ the losses
-    def class_to_prompt(self, num_prompts: int, device: torch.device) -> torch.Tensor:
+    def class_to_prompt(self, num_prompts: int, device: torch.device,
+                        class_map: Optional[object] = None) -> torch.Tensor:
         """(C,) prompt of every class: the mapping hook's, or c mod M.
 
         The mapping hook's map (a small CPU tensor, replaced at every update) is checked and
         copied to ``device`` once per map, not once per step: a step only compares it with the
         copy it last checked, on the host.
+
+        Args:
+            num_prompts (int): M, the prompts of the guided layers.
+            device (torch.device): Where the map is needed.
+            class_map (ClassPromptMap, optional): The model's class-to-prompt map
+                (:func:`~mmda_vpt.utils.model_access.get_class_prompt_map`). Defaults to None
+                (c mod M).
+
+        Returns:
+            Tensor: (C,) LongTensor on ``device``.
         """
-        mapping = getattr(self.mapping_hook, 'class_to_prompt', None)
+        mapping = getattr(class_map, 'class_to_prompt', None)
         if mapping is not None:
             cached = self._device_map
             if (cached is not None and cached[1:3] == (device, num_prompts)
@@ -212,8 +221,19 @@ class PromptMetricLossHook(Hook):
             patch_prompts = patch_prompts.gather(1, top)
         return feats.flatten(0, 1), patch_prompts.flatten()
 
-    def compute(self, backbone, data_samples) -> Dict[str, torch.Tensor]:
-        """``loss_ml_patch`` and ``loss_ml_cls`` from the taps of the last training forward."""
+    def compute(self, backbone, data_samples,
+                class_map: Optional[object] = None) -> Dict[str, torch.Tensor]:
+        """``loss_ml_patch`` and ``loss_ml_cls`` from the taps of the last training forward.
+
+        Args:
+            backbone (PromptedBackbone): The backbone that ran the forward.
+            data_samples (list): The forward's data samples (their labels).
+            class_map (ClassPromptMap, optional): The class-to-prompt map
+                (:meth:`class_to_prompt`). Defaults to None (c mod M).
+
+        Returns:
+            dict[str, Tensor]: The two weighted losses.
+        """
         taps = backbone.taps
         if taps is None:
             raise RuntimeError('the backbone recorded no taps: it must run in training mode '
@@ -221,7 +241,7 @@ class PromptMetricLossHook(Hook):
         proxies_all = taps.prompt_query if self.prompt_tap == 'query' else taps.prompt_raw
         num_prompts = proxies_all[0].shape[0]
         device = proxies_all[0].device
-        mapping = self.class_to_prompt(num_prompts, device)
+        mapping = self.class_to_prompt(num_prompts, device, class_map)
         labels = image_labels(data_samples, self.num_classes, self.ignore_index).to(device)
         # Class labels become prompt labels once per step, for every guided layer.
         prompts = self._to_prompts(labels, mapping)
@@ -254,7 +274,7 @@ class PromptMetricLossHook(Hook):
             # mmengine's parse_losses logs the sum of all terms as 'loss', then a term named
             # 'loss' overwrites it in the log (not in the optimized sum).
             losses['loss_cls'] = losses.pop('loss')
-        losses.update(self.compute(model.backbone, data_samples))
+        losses.update(self.compute(model.backbone, data_samples, get_class_prompt_map(model)))
         if self.log_grad_norms and (self._iter + 1) % self.log_grad_norms == 0:
             self._log_grad_norms(model, losses)
 

@@ -1,3 +1,4 @@
+"""The DA-VPT backbones (``DAVPTViT`` for mmpretrain and for mmseg) and the concepts they share."""
 from .attention_recorder import AttentionRecorder
 from .bias_tuning import authors_bias_parts
 from .block_parts import BlockParts

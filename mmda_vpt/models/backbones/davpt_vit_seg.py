@@ -74,7 +74,7 @@ class DAVPTViTSeg(PromptedViTMixin, VisionTransformer):
             final_norm_weight=getattr(final, 'weight', None),
             final_norm_bias=getattr(final, 'bias', None))
 
-    def _adapt_pretrained(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def adapt_pretrained(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         pos = state_dict.get('pos_embed')
         if pos is not None and pos.shape != self.pos_embed.shape:
             print_log(f'Resize the pos_embed shape from {tuple(pos.shape)} to '

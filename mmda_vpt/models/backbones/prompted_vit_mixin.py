@@ -9,13 +9,12 @@ the class-to-prompt mapping read (the *taps*).
 The mixin composes the concepts that live in modules of their own: the options
 (:class:`~.prompt_options.PromptOptions`), the prompts (:class:`~.prompts.DeepPrompts`), the taps
 (:class:`~.taps.PromptTaps`), DA-VPT+'s bias tuning (:mod:`.bias_tuning`), attention recording
-(:class:`~.attention_recorder.AttentionRecorder`) and the host interface
-(:class:`~.block_parts.BlockParts`); it owns freezing, strict checkpoint loading and the
-completion of trainable-only state dicts from their base weights.
+(:class:`~.attention_recorder.AttentionRecorder`), the host interface
+(:class:`~.block_parts.BlockParts`) and the frozen weights' strict loading and completion of
+trainable-only state dicts (:class:`~mmda_vpt.checkpoints.frozen_weights.FrozenWeights`); it owns
+freezing and the forward of the prompted blocks. The file is above 400 lines because it is that
+one class, whose every separable concept has a module of its own.
 """
-import logging
-import os.path as osp
-import warnings
 from contextlib import contextmanager
 from typing import ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -23,16 +22,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import drop_path
-from mmengine.logging import print_log
 from torch.utils.checkpoint import checkpoint
 
-from mmda_vpt.checkpoints.base_weights import (BASE_WEIGHTS_KEY, FINGERPRINT,
-                                         base_weights_from_init_cfg, decode_base_weights,
-                                         find_base_weights, is_local_checkpoint,
-                                         resolve_base_weights, same_base_weights,
-                                         save_base_weights_hook, weights_fingerprint)
-from mmda_vpt.checkpoints.trainable_state import (check_trainable_fit, count_params, log_trainable_params,
-                                   trainable_state_dict)
+from mmda_vpt.checkpoints.base_weights import base_weights_from_init_cfg, save_base_weights_hook
+from mmda_vpt.checkpoints.frozen_weights import FrozenWeights
+from mmda_vpt.checkpoints.trainable_state import (count_params, log_trainable_params,
+                                                  trainable_state_dict)
 from .attention_recorder import AttentionRecorder
 from .bias_tuning import qkv_row_indices, qkv_rows, tuned_qkv_bias, tuned_qkv_name
 from .block_parts import BlockParts
@@ -224,132 +219,28 @@ class PromptedViTMixin:
 
     # ------------------------------------------------------------------ weights
     def _init_base_weights(self) -> None:
-        """Carry where the frozen weights come from in the state dict (``_base_weights``).
+        """Give the backbone its :class:`~mmda_vpt.checkpoints.FrozenWeights`.
 
-        ``base_weights`` is the pre-trained checkpoint of ``init_cfg`` (or the one a loaded
-        state dict names); ``_frozen_from`` is what the frozen weights hold now: None for the
-        host's initialization, the pointer of a loaded base checkpoint, or ``{}`` after a full
-        state dict without one. ``_frozen_fingerprint`` caches :meth:`frozen_fingerprint`
-        (None: not computed since the frozen weights last changed).
+        It carries where the frozen weights come from in every state dict (``_base_weights``,
+        the pre-trained checkpoint of ``init_cfg`` or the one a loaded state dict names) and,
+        as the first load pre-hook (so that the host's hooks, position-embedding resizing, see
+        the whole dict), completes trainable-only state dicts from their base weights.
         """
-        self.base_weights = base_weights_from_init_cfg(getattr(self, 'init_cfg', None))
-        self._frozen_from: Optional[dict] = None
-        self._frozen_fingerprint: Optional[str] = None
-        self._loading_base = False
-        self._internal_state = False
+        self.frozen_weights = FrozenWeights(
+            self, base_weights_from_init_cfg(getattr(self, 'init_cfg', None)))
         self._register_state_dict_hook(save_base_weights_hook)
-        handle = self._register_load_state_dict_pre_hook(self._complete_from_base_weights)
-        # First, so that the host's hooks (position-embedding resizing) see the whole dict.
+        handle = self._register_load_state_dict_pre_hook(
+            self.frozen_weights.complete_state_dict)
         self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
 
-    def _frozen_tensors(self) -> Dict[str, torch.Tensor]:
-        """The state-dict entries of the frozen weights (parameters and persistent buffers)."""
-        tensors = {}
-        for name, module in self.named_modules():
-            scope = f'{name}.' if name else ''
-            for key, param in module._parameters.items():
-                if param is not None and not param.requires_grad:
-                    tensors[scope + key] = param
-            for key, buffer in module._buffers.items():
-                if buffer is not None and key not in module._non_persistent_buffers_set:
-                    tensors[scope + key] = buffer
-        return tensors
+    @property
+    def base_weights(self) -> Optional[dict]:
+        """``{'path', 'prefix'}`` of the pre-trained checkpoint the frozen weights come from."""
+        return self.frozen_weights.base_weights
 
     def frozen_fingerprint(self) -> Optional[str]:
-        """:func:`~mmda_vpt.checkpoints.base_weights.weights_fingerprint` of the frozen weights.
-
-        What a trainable-only checkpoint records of the base weights it leaves out; computed
-        once after the frozen weights change. None inside the backbone's own state-dict reads.
-        """
-        if self._internal_state:
-            return None
-        if self._frozen_fingerprint is None:
-            self._frozen_fingerprint = weights_fingerprint(self._frozen_tensors())
-        return self._frozen_fingerprint
-
-    def _own_state(self) -> Dict[str, torch.Tensor]:
-        """The state dict (tensors as they are, no base-weights entry), for the load hooks."""
-        self._internal_state = True
-        try:
-            own = self.state_dict(keep_vars=True)
-        finally:
-            self._internal_state = False
-        own.pop(BASE_WEIGHTS_KEY, None)
-        return own
-
-    def _converter_hint(self, path: str) -> str:
-        """Which converter command writes the pre-trained checkpoint ``path`` for this host."""
-        from mmda_vpt.checkpoints.vit_checkpoint import KNOWN_CONVERSIONS, converter_command
-        host = 'mmseg' if any(c.__module__.startswith('mmseg.') for c in type(self).__mro__) \
-            else 'mmpretrain'
-        command = converter_command(path, host, getattr(self, 'final_norm', True) is False)
-        known = osp.basename(path) in KNOWN_CONVERSIONS
-        return (('it is made by: ' if known else 'convert a downloaded ViT checkpoint to it '
-                 'with: ') + f'{command} (see README "Pre-trained checkpoints")')
-
-    def _complete_from_base_weights(self, state_dict, prefix, *args, **kwargs) -> None:
-        """Load pre-hook: complete a state dict that holds only the trained parameters.
-
-        A state dict with every frozen tensor loads as it is. One without them (a checkpoint of
-        ``TrainableCheckpointHook``) must fit the trained parameters exactly; the frozen tensors
-        then come from the base checkpoint its ``_base_weights`` entry names: the first place
-        whose weights have the entry's fingerprint (unless this backbone holds them already),
-        or, for an entry without a fingerprint, the first file found (with a warning); or from
-        this backbone when it holds loaded weights and the state dict names none. Otherwise the
-        load fails: a model never goes on with randomly initialized or other frozen weights.
-        """
-        entry = state_dict.pop(prefix + BASE_WEIGHTS_KEY, None)
-        if self._loading_base:  # _load_pretrained checks the base checkpoint itself
-            return
-        pointer = None
-        if entry is not None:
-            pointer = decode_base_weights(entry)
-            self.base_weights = {k: v for k, v in pointer.items() if k in ('path', 'prefix')}
-        given = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not given and entry is None:
-            return
-        own = self._own_state()
-        trainable = set(self.trainable_names())
-        frozen_missing = [k for k in own if k not in trainable and k not in given]
-        if not frozen_missing:
-            self._frozen_from = self.base_weights if pointer is not None else {}
-            self._frozen_fingerprint = None  # the frozen weights are replaced by this load
-            return
-        check_trainable_fit(given, own, trainable, type(self).__name__, prefix)
-        if pointer is not None and pointer.get(FINGERPRINT) is not None:
-            self._load_matching_base(pointer)
-        elif pointer is not None:
-            if not same_base_weights(pointer, self._frozen_from):
-                filename = resolve_base_weights(pointer, self._converter_hint(pointer['path']))
-                self._load_pretrained(filename, pointer.get('prefix'))
-                self._frozen_from = self.base_weights
-            print_log(
-                f'{type(self).__name__}: this trainable-only checkpoint records no fingerprint '
-                f'of its base weights {pointer["path"]!r} (written before mmda_vpt recorded '
-                'one), so nothing checks that the frozen weights are the ones it was trained '
-                'on', logger='current', level=logging.WARNING)
-        elif self._frozen_from is None:
-            raise RuntimeError(
-                f'this state dict holds {len(given)} of the {len(own)} tensors of '
-                f'{type(self).__name__} ({prefix or "no prefix"}) and names no base weights to '
-                'complete it (a trainable-only checkpoint of a model without init_cfg '
-                "type='Pretrained'): load the base weights first or use a full checkpoint")
-        own = self._own_state()
-        for key in frozen_missing:
-            state_dict[prefix + key] = own[key].detach()
-
-    def _load_matching_base(self, pointer: dict) -> None:
-        """Load the first base checkpoint whose weights have the pointer's fingerprint."""
-        if self._frozen_from is not None and self.frozen_fingerprint() == pointer[FINGERPRINT]:
-            self._frozen_from = self.base_weights
-            return
-
-        def probe(filename: str) -> Tuple[Optional[str], None]:
-            self._load_pretrained(filename, pointer.get('prefix'))
-            return self.frozen_fingerprint(), None
-
-        find_base_weights(pointer, probe, self._converter_hint(pointer['path']))
-        self._frozen_from = self.base_weights
+        """The fingerprint of the frozen weights (:meth:`FrozenWeights.fingerprint`)."""
+        return self.frozen_weights.fingerprint()
 
     def _fill_kv_bias(self, state_dict, prefix, *args, **kwargs) -> None:
         """Take the tuned Q/K/V biases from a host checkpoint's fused qkv biases when absent."""
@@ -377,49 +268,15 @@ class PromptedViTMixin:
         """
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            self._load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+            self.frozen_weights.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
             self._is_init = True
         else:
             super().init_weights()
             self._sync_kv_bias()
-            self._frozen_fingerprint = None
+            self.frozen_weights.changed()
         self.log_param_summary()
 
-    def _load_pretrained(self, filename: str, prefix: Optional[str] = None) -> None:
-        from mmengine.runner.checkpoint import CheckpointLoader
-        if is_local_checkpoint(filename) and not osp.isfile(osp.expanduser(filename)):
-            raise FileNotFoundError(
-                f'pre-trained checkpoint {filename} of {type(self).__name__} (init_cfg) can not '
-                f'be found; {self._converter_hint(filename)}')
-        source = dict(path=filename, prefix=prefix)
-        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-        state_dict = checkpoint
-        for key in ('state_dict', 'model', 'module'):
-            if isinstance(state_dict, dict) and key in state_dict \
-                    and isinstance(state_dict[key], dict):
-                state_dict = state_dict[key]
-                break
-        if prefix:
-            if not prefix.endswith('.'):
-                prefix += '.'
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                          if k.startswith(prefix)}
-            if not state_dict:
-                raise KeyError(f'checkpoint {filename} has no key starting with {prefix!r}')
-        state_dict = self._adapt_pretrained(dict(state_dict))
-        # Whatever happens below, the frozen weights are no longer what they were.
-        self._frozen_from, self._frozen_fingerprint = None, None
-        self._loading_base = True
-        try:
-            missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        finally:
-            self._loading_base = False
-        self.check_loaded_keys(missing, unexpected, filename)
-        self._frozen_from = source
-        print_log(f'{type(self).__name__}: loaded pre-trained weights from {filename}',
-                  logger='current')
-
-    def _adapt_pretrained(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def adapt_pretrained(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Host hook to adapt a pre-trained state dict (e.g. resize position embeddings)."""
         return state_dict
 

@@ -27,7 +27,8 @@ from mmda_vpt.engine.hooks import ClassPromptMappingHook
 from mmda_vpt.mapping.initial_pass_loader import select_per_class
 from mmda_vpt.engine.hooks.class_prompt_mapping_hook import CHECKPOINT_KEY, guided_prompt_count
 from mmda_vpt.models.backbones.prompted_vit_mixin import PromptTaps
-from mmda_vpt.mapping.class_kmeans import normalize_rows, update_class_map
+from mmda_vpt.mapping.class_kmeans import update_class_map
+from mmda_vpt.mapping.kmeans import normalize_rows
 from mmda_vpt.mapping.class_prompt_map import ClassPromptMap
 
 from tests.toy_datasets import DigitsDataset, tiny_classifier_cfg, tiny_segmentor_cfg

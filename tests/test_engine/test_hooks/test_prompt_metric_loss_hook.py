@@ -16,8 +16,10 @@ from mmseg.structures import SegDataSample
 
 import mmda_vpt  # noqa: F401
 from benchmarks.host_reads import count_host_reads
-from mmda_vpt.engine.hooks import PromptMetricLossHook
+from mmda_vpt.engine.hooks import ClassPromptMappingHook, PromptMetricLossHook
+from mmda_vpt.mapping import ClassPromptMap
 from mmda_vpt.mapping.labels import patch_labels
+from mmda_vpt.utils.model_access import get_class_prompt_map
 
 from tests.toy_datasets import tiny_classifier_cfg, tiny_segmentor_cfg
 
@@ -156,10 +158,10 @@ class TestPromptMetricLossHook(TestCase):
             model = forwarded(cfg, len(samples))
             hook = PromptMetricLossHook(beta=1.0, lam=1.0)
             attach(hook, model, classes)
-            hook.mapping_hook = Mapper() if classes == 10 else None
-            hook.compute(model.backbone, samples)  # checks (and caches) the map
+            mapper = Mapper() if classes == 10 else None
+            hook.compute(model.backbone, samples, mapper)  # checks (and caches) the map
             with count_host_reads() as reads:
-                losses = hook.compute(model.backbone, samples)
+                losses = hook.compute(model.backbone, samples, mapper)
                 sum(losses.values()).backward()
             expected = {'tolist': 1, 'equal': 1} if classes == 10 else {'tolist': 1}
             self.assertEqual(dict(reads.counts), expected)
@@ -167,32 +169,31 @@ class TestPromptMetricLossHook(TestCase):
         hook = PromptMetricLossHook()
         attach(hook, None, 10)
         mapper = Mapper()
-        hook.mapping_hook = mapper
         mapper.class_to_prompt = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
         with self.assertRaisesRegex(ValueError, 'names prompts 0 to 4 but the guided layers '
                                     'have 4 prompts'):
-            hook.class_to_prompt(4, torch.device('cpu'))
+            hook.class_to_prompt(4, torch.device('cpu'), mapper)
         mapper.class_to_prompt = torch.tensor([0, 1, 2])
         with self.assertRaisesRegex(ValueError, 'map has 3 entries for 10 classes'):
-            hook.class_to_prompt(4, torch.device('cpu'))
+            hook.class_to_prompt(4, torch.device('cpu'), mapper)
         # An in-place change of the map is seen too, also through a numpy view.
         mapper.class_to_prompt = torch.zeros(10, dtype=torch.long)
-        self.assertEqual(hook.class_to_prompt(4, torch.device('cpu')).tolist(), [0] * 10)
+        self.assertEqual(hook.class_to_prompt(4, torch.device('cpu'), mapper).tolist(), [0] * 10)
         mapper.class_to_prompt[3] = 7
         with self.assertRaisesRegex(ValueError, 'names prompts 0 to 7'):
-            hook.class_to_prompt(4, torch.device('cpu'))
+            hook.class_to_prompt(4, torch.device('cpu'), mapper)
         mapper.class_to_prompt = torch.zeros(10, dtype=torch.long)
-        hook.class_to_prompt(4, torch.device('cpu'))
+        hook.class_to_prompt(4, torch.device('cpu'), mapper)
         mapper.class_to_prompt.numpy()[5] = 4
         with self.assertRaisesRegex(ValueError, 'names prompts 0 to 4'):
-            hook.class_to_prompt(4, torch.device('cpu'))
+            hook.class_to_prompt(4, torch.device('cpu'), mapper)
         # So is another number of prompts.
         mapper.class_to_prompt = torch.arange(10) % 3
-        self.assertEqual(hook.class_to_prompt(3, torch.device('cpu')).tolist(),
+        self.assertEqual(hook.class_to_prompt(3, torch.device('cpu'), mapper).tolist(),
                          (torch.arange(10) % 3).tolist())
         with self.assertRaisesRegex(ValueError, 'names prompts 0 to 2 but the guided layers '
                                     'have 2 prompts'):
-            hook.class_to_prompt(2, torch.device('cpu'))
+            hook.class_to_prompt(2, torch.device('cpu'), mapper)
 
     def test_segmentation_patch_labels_once_per_step(self):
         model = forwarded(tiny_segmentor_cfg(guided_layers=(0, 1)), 2)
@@ -335,6 +336,29 @@ class TestPromptMetricLossHook(TestCase):
                       custom_hooks=[dict(type='PromptMetricLossHook')],
                       max_iters=1,
                       batch_size=4)
+
+    def test_map_reaches_the_loss_through_the_model(self):
+        """The mapping hook keeps its map on the model; the metric loss reads it there."""
+        torch.manual_seed(0)
+        model = PRETRAIN_MODELS.build(tiny_classifier_cfg(num_classes=4, num_guided_prompts=2))
+        model.init_weights()
+        model.train()
+        class_map = ClassPromptMap(4, 2, 32)
+        class_map.set_state(torch.tensor([1, 1, 0, 0]), torch.zeros(2, 32), torch.zeros(4, 32),
+                            torch.ones(4, dtype=torch.bool))
+        mapper, hook = ClassPromptMappingHook(), PromptMetricLossHook()
+        mapper.attach(model, class_map)
+        hook.attach(model)
+        self.assertIs(get_class_prompt_map(model), class_map)
+        with mock.patch.object(hook, 'class_to_prompt', wraps=hook.class_to_prompt) as used:
+            losses = model.loss(torch.randn(4, 3, 16, 16), cls_samples(range(4)))
+        self.assertIs(used.call_args.args[2], class_map)
+        self.assertIn('loss_ml_patch', losses)
+        mapper.detach(model)
+        hook.detach(model)
+        self.assertIsNone(get_class_prompt_map(model))
+        self.assertNotIn('loss_ml_patch', model.loss(torch.randn(4, 3, 16, 16),
+                                                     cls_samples(range(4))))
 
     def test_fallback_map_warns_once(self):
         hook = PromptMetricLossHook()

@@ -15,6 +15,7 @@ import mmda_vpt  # noqa: F401
 from mmda_vpt.engine.hooks.trainable_checkpoint_hook import (load_trainable_checkpoint,
                                                              trainable_state_dict)
 from mmda_vpt.models.backbones import DAVPTViT, DAVPTViTSeg
+from mmda_vpt.utils.model_access import PromptedBackbone, get_davpt_backbone
 from tests.utils import assert_only_trainable_change
 
 TINY_ARCH = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
@@ -373,3 +374,21 @@ class TestDAVPTViTSeg(TestCase):
         randomize_frozen(model)
         assert_only_trainable_change(
             self, model, lambda m: sum(o.square().mean() for o in m(torch.randn(2, 3, 32, 32))))
+
+
+class TestPromptedBackbone(TestCase):
+    """The interface through which hooks and tools reach a DA-VPT backbone."""
+
+    def test_both_hosts_implement_it(self):
+        self.assertIsInstance(build_pretrain(), PromptedBackbone)
+        self.assertIsInstance(build_seg(), PromptedBackbone)
+
+    def test_stock_backbones_do_not(self):
+        self.assertNotIsInstance(
+            PretrainViT(arch=TINY_ARCH, img_size=32, patch_size=8), PromptedBackbone)
+        model = torch.nn.Module()
+        model.backbone = SegViT(embed_dims=32, num_layers=1, num_heads=2, img_size=(32, 32),
+                                patch_size=8)
+        with self.assertRaisesRegex(TypeError, 'my tool needs a model whose backbone is '
+                                    'DAVPTViT, but Module has VisionTransformer'):
+            get_davpt_backbone(model, 'my tool')

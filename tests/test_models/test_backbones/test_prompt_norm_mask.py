@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import mmda_vpt  # noqa: F401
 from mmda_vpt.models.backbones import DeepPrompts, PromptOptions
 from mmda_vpt.models.backbones.prompts import patches_only_mask
-from mmda_vpt.checkpoints.vit_checkpoint import timm_to_host
+from mmda_vpt.checkpoints.vit_host_keys import timm_to_host
 from tests.utils import reference_dir
 from .authors_code import authors_args, build_authors_model, model_creator, yaml_paths
 from .test_bias_tuning import build_pretrain, build_seg, randomize
