@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop
+from mmda_vpt.engine.hooks import ClassPromptMappingHook
 
 __all__ = ['DemoProgressHook', 'format_seconds']
 
@@ -60,7 +61,7 @@ class DemoProgressHook(Hook):
         self._start = time.perf_counter()
         self._samples = 0
         self._mapping_hook = next(
-            (h for h in runner.hooks if type(h).__name__ == 'ClassPromptMappingHook'), None)
+            (h for h in runner.hooks if isinstance(h, ClassPromptMappingHook)), None)
         self._record_map(runner.epoch)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:

@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import mmda_vpt  # noqa: E402,F401  (registers the components, applies the compat fixes)
+from mmda_vpt.engine.hooks import ClassPromptMappingHook  # noqa: E402
 from demo import data as demo_data  # noqa: E402
 from demo import pictures  # noqa: E402
 from demo.progress import DemoProgressHook, format_seconds  # noqa: E402
@@ -441,8 +442,7 @@ def capture_attention(runner, digits: Sequence[int], shallow: int) -> dict:
     for layer in layers:
         attn = maps[layer].mean(dim=1)[:, :, -patches:]  # (B, 1 + M, N), mean over heads
         out[f'maps_{layer}'] = attn.reshape(attn.shape[0], attn.shape[1], side, side).numpy()
-    mapping_hook = next((h for h in runner.hooks
-                         if type(h).__name__ == 'ClassPromptMappingHook'), None)
+    mapping_hook = next((h for h in runner.hooks if isinstance(h, ClassPromptMappingHook)), None)
     if getattr(mapping_hook, 'class_to_prompt', None) is not None:
         out['class_to_prompt'] = mapping_hook.class_to_prompt.numpy()
     return out

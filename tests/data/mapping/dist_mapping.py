@@ -1,6 +1,7 @@
 """Two-process (torchrun, gloo, CPU) run of ClassPromptMappingHook for its tests.
 
-Run as ``torchrun --nproc_per_node 2 tests/data/mapping/dist_mapping.py WORK_DIR``. Every rank
+Run as ``PYTHONPATH=. torchrun --nproc_per_node 2 tests/data/mapping/dist_mapping.py WORK_DIR``
+from the repository root. Every rank
 trains a tiny DAVPTViT classifier for two epochs on 101 of scikit-learn's digits (so the
 DefaultSampler pads one sample) and writes ``WORK_DIR/rank{r}.pth``: per epoch the hook's map,
 centroids and class features, and the detached final CLS features, labels and ``sample_idx`` of
@@ -9,7 +10,6 @@ every training sample this rank saw, so that the test can redo the clustering on
 import argparse
 import os
 import os.path as osp
-import sys
 
 import torch
 from mmengine.dist import get_rank
@@ -17,11 +17,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..')))
-
-import mmda_vpt  # noqa: E402,F401
-from mmda_vpt.utils.model_access import add_loss_callback  # noqa: E402
-from tests.toy_datasets import tiny_classifier_cfg  # noqa: E402
+import mmda_vpt  # noqa: F401
+from mmda_vpt.utils.model_access import add_loss_callback
+from tests.toy_datasets import tiny_classifier_cfg
 
 NUM_SAMPLES = 101
 

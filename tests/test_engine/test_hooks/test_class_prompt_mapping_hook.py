@@ -629,7 +629,7 @@ class TestClassPromptMappingHook(TestCase):
             sock.bind(('127.0.0.1', 0))
             port = sock.getsockname()[1]
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, OMP_NUM_THREADS='1')
+            env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
             proc = subprocess.run(
                 [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
                  '--master_port', str(port),
