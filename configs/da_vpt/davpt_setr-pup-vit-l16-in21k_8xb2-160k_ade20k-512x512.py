@@ -18,6 +18,7 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     '../_base_/schedules/setr_sgd_160k.py',
     '../_base_/default_runtime_seg.py',
+    '../_base_/davpt_hooks_seg.py',
 ]
 
 crop_size = (512, 512)
@@ -53,25 +54,10 @@ test_dataloader = val_dataloader
 # The class-to-prompt map is updated every 1264 iterations (one pass over the training set).
 custom_hooks = [
     dict(
-        type='ClassPromptMappingHook',
-        samples_per_class=10,
-        interval=1264,
-        metric='cosine',
-        feature_norm='layer',
-        init='random',
-        n_init=1,
-        max_iter=20,
-        empty_cluster='keep',
-        warm_start='centroids'),
+        _base_.custom_hooks[0],
+        interval=1264),
     dict(
-        type='PromptMetricLossHook',
+        _base_.custom_hooks[1],
         beta=0.05,
-        lam=0.05,
-        margin=0.1,
-        alpha=32,
-        proxy_scale=5.0,
-        pos_reduction='with_positives',
-        prompt_tap='query',
-        patch_tap='attn',
-        patch_topk=None),
+        lam=0.05),
 ]

@@ -5,8 +5,9 @@ from typing import List, Sequence, Tuple
 from .tables import Guidance, Method
 
 __all__ = [
-    'CLS_MAP_TIMING', 'HEADER', 'LOSS_INPUTS', 'MAP_OPTIONS', 'PAPER_MIN_LR',
-    'backbone_prompt_lines', 'comment', 'fmt_arg', 'fmt_value', 'hooks_block', 'method_note'
+    'CLS_HOOKS_BASE', 'CLS_MAP_TIMING', 'HEADER', 'LOSS_FIXED', 'LOSS_INPUTS', 'MAP_OPTIONS',
+    'PAPER_MIN_LR', 'SEG_HOOKS_BASE', 'backbone_prompt_lines', 'comment', 'fmt_arg', 'fmt_value',
+    'hooks_base', 'hooks_block', 'method_note'
 ]
 
 #: The first lines of every generated file.
@@ -79,19 +80,43 @@ LOSS_INPUTS = {
 PAPER_MIN_LR = 1e-8
 
 
-def hooks_block(guidance: Guidance, loss_inputs: Sequence[Tuple[str, object]],
-                 map_args: Sequence[Tuple[str, object]], proxy_scale: float) -> str:
-    """The two DA-VPT hooks: the class-to-prompt map and the metric loss."""
-    lines = ['custom_hooks = [\n', '    dict(\n', "        type='ClassPromptMappingHook',\n"]
-    lines += [fmt_arg(' ' * 8, k, v) for k, v in map_args]
-    lines[-1] = lines[-1].rstrip(',\n') + '),\n'
-    lines += ['    dict(\n', "        type='PromptMetricLossHook',\n",
-              f'        beta={guidance.beta!r},\n', f'        lam={guidance.lam!r},\n',
-              '        margin=0.1,\n', '        alpha=32,\n',
-              f'        proxy_scale={proxy_scale!r},\n']
-    lines += [fmt_arg(' ' * 8, k, v) for k, v in loss_inputs]
-    lines += ['        patch_topk=None),\n', ']\n']
+#: The ``_base_`` files of the DA-VPT hooks' keys that every classification, or every
+#: segmentation, row shares (the leaves add their row's values to ``_base_.custom_hooks``).
+CLS_HOOKS_BASE = 'configs/_base_/davpt_hooks_cls.py'
+SEG_HOOKS_BASE = 'configs/_base_/davpt_hooks_seg.py'
+#: The metric loss's keys that every row shares: the paper's margin and alpha, every patch.
+LOSS_FIXED = (('margin', 0.1), ('alpha', 32), ('patch_topk', None))
+
+
+def _hook_dicts(first_lines: Sequence[str], hooks: Sequence[Sequence[Tuple[str, object]]]) -> str:
+    """``custom_hooks = [dict(<first line>, <args>), ...]``, one argument a line."""
+    lines = ['custom_hooks = [\n']
+    for first, args in zip(first_lines, hooks):
+        lines += ['    dict(\n', f'        {first},\n']
+        lines += [fmt_arg(' ' * 8, k, v) for k, v in args]
+        lines[-1] = lines[-1].rstrip(',\n') + '),\n'
+    lines.append(']\n')
     return ''.join(lines)
+
+
+def hooks_base(what: str, map_args: Sequence[Tuple[str, object]],
+               loss_args: Sequence[Tuple[str, object]]) -> str:
+    """A ``_base_`` file of the two DA-VPT hooks with the keys every row of ``what`` shares."""
+    return HEADER + '#\n' + comment(
+        f"The DA-VPT hooks' keys that every {what} config shares: the class-to-prompt map "
+        "(ClassPromptMappingHook, built as the authors' code builds it where the paper is "
+        'silent) and the metric loss (PromptMetricLossHook). A config adds its row\'s values '
+        'to these dicts: custom_hooks = [dict(_base_.custom_hooks[0], ...), '
+        'dict(_base_.custom_hooks[1], ...)] (mmengine replaces a list whole).') + _hook_dicts(
+            ("type='ClassPromptMappingHook'", "type='PromptMetricLossHook'"),
+            (map_args, loss_args))
+
+
+def hooks_block(map_args: Sequence[Tuple[str, object]],
+                loss_args: Sequence[Tuple[str, object]]) -> str:
+    """The two DA-VPT hooks of a leaf: its ``_base_``'s (:func:`hooks_base`) with the row's keys."""
+    return _hook_dicts(('_base_.custom_hooks[0]', '_base_.custom_hooks[1]'),
+                       (map_args, loss_args))
 
 
 def method_note(method: Method, guidance: Guidance, layers: int) -> str:
@@ -101,7 +126,7 @@ def method_note(method: Method, guidance: Guidance, layers: int) -> str:
         return comment('The ViT stays frozen without prompts; only the linear head trains.')
     if not method.hooks:
         return comment(f'VPT-Deep: {guidance.num_prompts} prompts in each of the {layers} '
-                        'layers; no metric loss, no class-to-prompt mapping.')
+                       'layers; no metric loss, no class-to-prompt mapping.')
     note = (f'Guided layers {fmt_value(guidance.guided_layers)} (0-based) with '
             f'{guidance.num_guided_prompts} prompts, {guidance.num_prompts} prompts in the other '
             f'layers, beta {guidance.beta}, lambda {guidance.lam}: the documented default (no '

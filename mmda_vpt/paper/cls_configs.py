@@ -15,14 +15,16 @@
 Every DA-VPT / DA-VPT+ config carries its row of the authors' table
 (:func:`mmda_vpt.paper.authors.calibrations`).
 """
+import os.path as osp
+
 from .authors import PARSER_DROPPED, Calibration, calibrations
-from .blocks import (CLS_MAP_TIMING, HEADER, LOSS_INPUTS, MAP_OPTIONS, PAPER_MIN_LR,
-                     backbone_prompt_lines, comment, fmt_arg, fmt_value, hooks_block,
-                     method_note)
+from .blocks import (CLS_HOOKS_BASE, CLS_MAP_TIMING, HEADER, LOSS_FIXED, LOSS_INPUTS,
+                     MAP_OPTIONS, PAPER_MIN_LR, backbone_prompt_lines, comment, fmt_arg,
+                     fmt_value, hooks_base, hooks_block, method_note)
 from .reference import REFERENCE_FGVC
 from .tables import Guidance, Method, PretrainedBackbone, Task
 
-__all__ = ['render_baseline_cls', 'render_cls', 'render_davpt_cls']
+__all__ = ['render_baseline_cls', 'render_cls', 'render_cls_hooks_base', 'render_davpt_cls']
 
 def _row_note(cal: Calibration) -> str:
     """The origin of a DA-VPT classification config's per-task values."""
@@ -99,22 +101,20 @@ def _optim_block(cal: Calibration) -> str:
     prompts' decay (the head's where the prompts get none), and each group's multiplier gives
     its decay exactly. The CLS token decays as the prompts (the authors decay every trained
     weight of more than one dimension); biases (every parameter named ``*bias*``, the tuned
-    parts included), norms and 1-D parameters get none.
+    parts included), norms and 1-D parameters get none: that part of ``paramwise_cfg`` is the
+    schedule base's (``adamw_fp16_100e_warmup10_timm-cosine.py``), whose dicts the leaf's merge
+    into.
     """
     base = cal.weight_decay if cal.weight_decay else cal.head_weight_decay
     keys = {'backbone.prompts': _multiplier(base, cal.weight_decay),
             'backbone.cls_token': _multiplier(base, cal.weight_decay),
-            'head.fc.weight': _multiplier(base, cal.head_weight_decay),
-            'bias': 0.0}
+            'head.fc.weight': _multiplier(base, cal.head_weight_decay)}
     lines = [
         comment(f'Weight decay: prompts and CLS token {cal.weight_decay}, head weight '
-                 f'{cal.head_weight_decay}; biases, norms and 1-D parameters: none.'),
+                f'{cal.head_weight_decay}; biases, norms and 1-D parameters: none (the base\'s).'),
         'optim_wrapper = dict(\n',
         f'    optimizer=dict(lr={cal.lr!r}, weight_decay={base!r}),\n',
         '    paramwise_cfg=dict(\n',
-        '        bias_decay_mult=0.0,\n',
-        '        norm_decay_mult=0.0,\n',
-        '        flat_decay_mult=0.0,\n',
         '        custom_keys={\n',
     ]
     lines += [f'            {key!r}: dict(decay_mult={mult!r}),\n' for key, mult in keys.items()]
@@ -123,19 +123,13 @@ def _optim_block(cal: Calibration) -> str:
 
 
 def _schedule_block(warmup_lr: float, min_lr: float) -> str:
-    return ('# timm\'s cosine (the authors\'): over all 100 epochs from 0, the warm-up included, '
-            'per iteration.\n'
+    """The base's timm-style cosine with the row's warm-up start and floor."""
+    return ('# The base\'s timm cosine (the authors\'), from this warm-up start to this floor.\n'
             'param_scheduler = [\n'
             '    dict(\n'
-            "        type='WarmupCosineLR',\n"
-            '        T_max=100,\n'
-            '        warmup_epochs=10,\n'
+            '        _base_.param_scheduler[0],\n'
             f'        warmup_start_lr={warmup_lr!r},\n'
-            f'        eta_min={min_lr!r},\n'
-            '        by_epoch=True,\n'
-            '        begin=0,\n'
-            '        end=100,\n'
-            '        convert_to_iter_based=True),\n'
+            f'        eta_min={min_lr!r}),\n'
             ']\n')
 
 
@@ -180,6 +174,7 @@ def render_davpt_cls(method: Method, backbone: PretrainedBackbone, task: Task,
         f"    '../../_base_/datasets/{data_base}',\n",
         "    '../../_base_/schedules/adamw_fp16_100e_warmup10_timm-cosine.py',\n",
         "    '../../_base_/default_runtime_cls.py',\n",
+        f"    '../../_base_/{osp.basename(CLS_HOOKS_BASE)}',\n",
         ']\n\n',
         'model = dict(\n',
         '    backbone=dict(\n',
@@ -227,14 +222,14 @@ def render_davpt_cls(method: Method, backbone: PretrainedBackbone, task: Task,
     lines.append('\n')
     lines += [_optim_block(cal), _schedule_block(cal.warmup_lr,
                                                  cal.min_lr if authors else PAPER_MIN_LR), '\n']
-    map_args = (('samples_per_class', 10), ('interval', None),
-                ('first_update', cal.first_update)) + CLS_MAP_TIMING + MAP_OPTIONS
+    beta, lam = guidance.beta, guidance.lam
     if authors and cal.zero_scale:
         lines.append(comment("The file's proxy scale 0 makes both metric terms constant: "
-                              'beta = lambda = 0 trains the same.'))
-        guidance = Guidance(guidance.guided_layers, guidance.num_guided_prompts,
-                            guidance.num_prompts, 0.0, 0.0, guidance.source)
-    lines.append(hooks_block(guidance, LOSS_INPUTS[family], map_args, cal.proxy_scale))
+                             'beta = lambda = 0 trains the same.'))
+        beta = lam = 0.0
+    lines.append(hooks_block((('first_update', cal.first_update), ),
+                             (('beta', beta), ('lam', lam),
+                              ('proxy_scale', cal.proxy_scale)) + LOSS_INPUTS[family]))
     return ''.join(lines)
 
 
@@ -293,3 +288,10 @@ def render_cls(method: Method, backbone: PretrainedBackbone, task: Task,
     if family != 'paper':
         raise ValueError(f"{method.key} has no authors'-code rows")
     return render_baseline_cls(method, backbone, task)
+
+
+def render_cls_hooks_base() -> str:
+    """The ``_base_`` of the DA-VPT classification configs' hooks: the keys every row shares."""
+    return hooks_base('classification',
+                      (('samples_per_class', 10), ('interval', None)) + CLS_MAP_TIMING +
+                      MAP_OPTIONS, LOSS_FIXED)

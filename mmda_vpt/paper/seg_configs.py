@@ -1,15 +1,15 @@
 """The segmentation configs (SETR-PUP, ViT-L/16), their tasks' head bases and the short aliases."""
 import os.path as osp
 
-from .blocks import (HEADER, LOSS_INPUTS, MAP_OPTIONS, backbone_prompt_lines, comment,
-                     hooks_block, method_note)
+from .blocks import (HEADER, LOSS_FIXED, LOSS_INPUTS, MAP_OPTIONS, SEG_HOOKS_BASE,
+                     backbone_prompt_lines, comment, hooks_base, hooks_block, method_note)
 from .names import seg_heads_base_path
 from .reference import REFERENCE_SEG
 from .tables import SEG_BACKBONE, Method, SegTask
 
 __all__ = [
     'SEG_PROMPT_INIT_SCALE', 'SEG_PROXY_SCALE', 'render_alias', 'render_seg',
-    'render_seg_heads_base'
+    'render_seg_heads_base', 'render_seg_hooks_base'
 ]
 
 def _seg_aux_heads(num_classes: int) -> str:
@@ -92,6 +92,10 @@ def render_seg(method: Method, task: SegTask) -> str:
         f'    {task.dataset_base!r},\n',
         f'    {task.schedule_base!r},\n',
         "    '../_base_/default_runtime_seg.py',\n",
+    ]
+    if method.hooks:
+        lines.append(f"    '../_base_/{osp.basename(SEG_HOOKS_BASE)}',\n")
+    lines += [
         ']\n\n',
         f'crop_size = ({crop}, {crop})\n',
         'model = dict(\n',
@@ -128,10 +132,8 @@ def render_seg(method: Method, task: SegTask) -> str:
         lines += [
             '\n', f'# The class-to-prompt map is updated every {task.mapping_interval} '
             'iterations (one pass over the training set).\n',
-            hooks_block(guidance, LOSS_INPUTS['paper'],
-                         (('samples_per_class', 10),
-                          ('interval', task.mapping_interval)) + MAP_OPTIONS,
-                         SEG_PROXY_SCALE)
+            hooks_block((('interval', task.mapping_interval), ),
+                        (('beta', guidance.beta), ('lam', guidance.lam)))
         ]
     return ''.join(lines)
 
@@ -144,3 +146,9 @@ def render_alias(alias: str, target: str) -> str:
     return (f'{HEADER}#\n# Short name of {osp.basename(target)}.\n'
             f"_base_ = '{rel}'\n")
 
+
+
+def render_seg_hooks_base() -> str:
+    """The ``_base_`` of the DA-VPT segmentation configs' hooks: the keys every row shares."""
+    return hooks_base('segmentation', (('samples_per_class', 10), ) + MAP_OPTIONS,
+                      (('proxy_scale', SEG_PROXY_SCALE), ) + LOSS_INPUTS['paper'] + LOSS_FIXED)

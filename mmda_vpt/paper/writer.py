@@ -3,9 +3,11 @@ import os
 import os.path as osp
 from typing import Dict, List, Tuple
 
-from .cls_configs import render_cls
+from .blocks import CLS_HOOKS_BASE, SEG_HOOKS_BASE
+from .cls_configs import render_cls, render_cls_hooks_base
 from .names import ALIASES, cls_config_path, seg_config_path, seg_heads_base_path
-from .seg_configs import render_alias, render_seg, render_seg_heads_base
+from .seg_configs import (render_alias, render_seg, render_seg_heads_base,
+                          render_seg_hooks_base)
 from .tables import BACKBONES, CLS_METHODS, SEG_METHODS, SEG_TASKS, TASKS
 
 __all__ = ['GENERATED_DIRS', 'check', 'render_all', 'write_all']
@@ -14,7 +16,7 @@ GENERATED_DIRS = ('configs/da_vpt', 'configs/baselines')
 
 def render_all() -> Dict[str, str]:
     """Every generated config: path relative to the repository root -> text."""
-    files = {}
+    files = {CLS_HOOKS_BASE: render_cls_hooks_base(), SEG_HOOKS_BASE: render_seg_hooks_base()}
     for method in CLS_METHODS:
         for backbone in BACKBONES:
             for task in TASKS:

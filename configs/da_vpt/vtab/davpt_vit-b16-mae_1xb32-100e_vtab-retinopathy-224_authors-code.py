@@ -18,6 +18,7 @@ _base_ = [
     '../../_base_/datasets/vtab_bs32_224_resize-crop.py',
     '../../_base_/schedules/adamw_fp16_100e_warmup10_timm-cosine.py',
     '../../_base_/default_runtime_cls.py',
+    '../../_base_/davpt_hooks_cls.py',
 ]
 
 model = dict(
@@ -41,58 +42,34 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(data_root='data/vtab-1k/diabetic_retinopathy', num_classes=5))
 test_dataloader = dict(dataset=dict(data_root='data/vtab-1k/diabetic_retinopathy', num_classes=5))
 
-# Weight decay: prompts and CLS token 0.5, head weight 0.5; biases, norms and 1-D parameters: none.
+# Weight decay: prompts and CLS token 0.5, head weight 0.5; biases, norms and 1-D parameters: none
+# (the base's).
 optim_wrapper = dict(
     optimizer=dict(lr=0.001, weight_decay=0.5),
     paramwise_cfg=dict(
-        bias_decay_mult=0.0,
-        norm_decay_mult=0.0,
-        flat_decay_mult=0.0,
         custom_keys={
             'backbone.prompts': dict(decay_mult=1.0),
             'backbone.cls_token': dict(decay_mult=1.0),
             'head.fc.weight': dict(decay_mult=1.0),
-            'bias': dict(decay_mult=0.0),
         }))
-# timm's cosine (the authors'): over all 100 epochs from 0, the warm-up included, per iteration.
+# The base's timm cosine (the authors'), from this warm-up start to this floor.
 param_scheduler = [
     dict(
-        type='WarmupCosineLR',
-        T_max=100,
-        warmup_epochs=10,
+        _base_.param_scheduler[0],
         warmup_start_lr=1e-08,
-        eta_min=1e-09,
-        by_epoch=True,
-        begin=0,
-        end=100,
-        convert_to_iter_based=True),
+        eta_min=1e-09),
 ]
 
 custom_hooks = [
     dict(
-        type='ClassPromptMappingHook',
-        samples_per_class=10,
-        interval=None,
-        first_update=11,
-        feature_window='last_epoch',
-        unseen_classes='random',
-        pipeline='train',
-        metric='cosine',
-        feature_norm='layer',
-        init='random',
-        n_init=1,
-        max_iter=20,
-        empty_cluster='keep',
-        warm_start='centroids'),
+        _base_.custom_hooks[0],
+        first_update=11),
     dict(
-        type='PromptMetricLossHook',
+        _base_.custom_hooks[1],
         beta=0.01,
         lam=0.01,
-        margin=0.1,
-        alpha=32,
         proxy_scale=5.0,
         pos_reduction='all',
         prompt_tap='raw',
-        patch_tap='input_mean',
-        patch_topk=None),
+        patch_tap='input_mean'),
 ]
