@@ -5,6 +5,7 @@ from typing import Dict, List, Tuple
 
 from .blocks import CLS_HOOKS_BASE, SEG_HOOKS_BASE
 from .cls_configs import render_cls, render_cls_hooks_base
+from .metafile import render_metafiles
 from .names import ALIASES, cls_config_path, seg_config_path, seg_heads_base_path
 from .seg_configs import (render_alias, render_seg, render_seg_heads_base,
                           render_seg_hooks_base)
@@ -15,7 +16,11 @@ __all__ = ['GENERATED_DIRS', 'check', 'render_all', 'write_all']
 GENERATED_DIRS = ('configs/da_vpt', 'configs/baselines')
 
 def render_all() -> Dict[str, str]:
-    """Every generated config: path relative to the repository root -> text."""
+    """Every generated file: path relative to the repository root -> text.
+
+    The configs, the ``_base_`` files they share (the segmentation tasks' heads, the DA-VPT
+    hooks), the short-named aliases, each family's ``metafile.yml`` and ``model-index.yml``.
+    """
     files = {CLS_HOOKS_BASE: render_cls_hooks_base(), SEG_HOOKS_BASE: render_seg_hooks_base()}
     for method in CLS_METHODS:
         for backbone in BACKBONES:
@@ -32,6 +37,7 @@ def render_all() -> Dict[str, str]:
             files[seg_config_path(method, task)] = render_seg(method, task)
     for alias, target in ALIASES.items():
         files[alias] = render_alias(alias, target)
+    files.update(render_metafiles())
     return files
 
 
