@@ -1,9 +1,9 @@
 """One tiny ``runner.train()`` per config family: a paper row and its authors'-code sibling.
 
 The CUB DA-VPT+ configs with a 12-layer ViT 32 wide on 64x64 crops and 24 fake classes of 3
-images (through ``--cfg-options``-style overrides): what trains, the learning rate at every step against timm's
-``CosineLRScheduler`` (the authors' scheduler, as their train.py builds it), and one batch of the
-class-slot sampler. Needs the issue-22 options (skipped while any is missing).
+images (through ``--cfg-options``-style overrides): what trains, the learning rate at every step
+against timm's ``CosineLRScheduler`` (the authors' scheduler, as their train.py builds it), and
+one batch of the class-slot sampler. Needs the issue-22 options (skipped while any is missing).
 """
 import collections
 import json
