@@ -3,9 +3,9 @@
 Read from ``../shared/reference/DA-VPT`` (or ``$MMDA_VPT_REFERENCE``); skipped where this machine
 has no copy. The expected values come from the YAML files and the authors' own code (their
 ``params.py`` parser for defaults and types, their ``set_learnable_parameters`` for the trained
-parameters), not from ``tools/authors_hyperparameters.csv``. Every key any file sets is either
-checked, key by key, in both config families (paper rows and authors'-code rows, DA-VPT and
-DA-VPT+), or listed in ``NOT_FOLLOWED`` with the reason.
+parameters), not from ``mmda_vpt/paper/authors_hyperparameters.csv``. Every key any file sets is
+either checked, key by key, in both config families (paper rows and authors'-code rows, DA-VPT
+and DA-VPT+), or listed in ``NOT_FOLLOWED`` with the reason.
 """
 import argparse
 import collections
@@ -16,17 +16,17 @@ from unittest import TestCase
 
 import pytest
 
+from mmda_vpt import paper
 from tests.test_configs.common import (FILE_KEYS, authors_defaults, authors_yaml_files,
                                        load_config, parse_like_authors, read_yaml,
                                        reference_root)
-from tests.utils import REPO, load_tool
+from tests.utils import REPO
 
 pytestmark = pytest.mark.skipif(
     reference_root() is None,
     reason="the authors' release is not beside the repository (../shared/reference/DA-VPT); "
     'set MMDA_VPT_REFERENCE to its folder')
 
-gen_configs = load_tool('gen_configs')
 
 #: The keys of the files that the configs follow, checked key by key below; the older key names
 #: the authors' parser drops are followed as the file meant them.
@@ -175,7 +175,7 @@ def parts_of(trained) -> Tuple[Tuple[str, ...], bool]:
         else:
             assert name in ('cls_token', 'head.weight', 'head.bias', 'proxy_prompt_tokens',
                             'other_prompt_tokens'), name
-    return tuple(p for p in gen_configs.BIAS_PARTS if p in parts), 'cls_token' in trained
+    return tuple(p for p in paper.BIAS_PARTS if p in parts), 'cls_token' in trained
 
 
 def stated(path: str) -> Dict[str, object]:
@@ -204,24 +204,24 @@ def stated(path: str) -> Dict[str, object]:
 def expected_facts(values: Dict[str, object], backbone: str, task: str, method: str,
                    family: str) -> Dict[str, object]:
     """The config facts a file's values give, in one family and method."""
-    paper = family == 'paper'
+    paper_row = family == 'paper'
     zero_scale = values['loss_vpt_scale_ratio'] == 0
     beta, lam = values['vpt_loss_weight'], values['cls_loss_weight']
-    if zero_scale and not paper:  # both terms constant: no gradient, as without them
+    if zero_scale and not paper_row:  # both terms constant: no gradient, as without them
         beta = lam = 0.0
-    batch = 32 if paper else values['batch_size']
+    batch = 32 if paper_row else values['batch_size']
     parts, cls_token = parts_of(values['trained'])
-    if paper:
+    if paper_row:
         bias = 'kv' if method == 'davpt-plus' else None
         cls_token = False
     elif method == 'davpt-plus':
         bias = parts
     else:
         bias, cls_token = None, False
-    tasks = {t.key: t for t in gen_configs.TASKS}
+    tasks = {t.key: t for t in paper.TASKS}
     vtab = task.startswith('vtab-')
     if vtab:
-        pipeline = ['LoadImageFromFile', 'Resize', 'PackInputs'] if paper else [
+        pipeline = ['LoadImageFromFile', 'Resize', 'PackInputs'] if paper_row else [
             'LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'PackInputs']
     else:
         pipeline = ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
@@ -239,7 +239,7 @@ def expected_facts(values: Dict[str, object], backbone: str, task: str, method: 
         loss_vpt_scale_ratio=1.0 if zero_scale else values['loss_vpt_scale_ratio'],
         criterion=('PromptMetricLossHook', values['loss_oproxy_pos_delta'],
                    values['loss_oproxy_pos_alpha']),
-        loss_inputs=('with_positives', 'query', 'attn') if paper else (
+        loss_inputs=('with_positives', 'query', 'attn') if paper_row else (
             'all', 'raw', 'input_mean'),
         drop_path=values['drop_path'],
         batch_size=(batch, batch),
@@ -248,7 +248,7 @@ def expected_facts(values: Dict[str, object], backbone: str, task: str, method: 
             'DefaultSampler', None),
         epochs=(values['epochs'], values['epochs'], values['epochs']),
         warmup_epochs=values['warmup_epochs'],
-        min_lr=1e-8 if paper else values['min_lr'],
+        min_lr=1e-8 if paper_row else values['min_lr'],
         warmup_lr=values['warmup_lr'],
         sched=('WarmupCosineLR', values['sched'], 0),
         sched_on_updates=values['sched_on_updates'],
@@ -349,10 +349,10 @@ def stated_values(name: str) -> Dict[str, object]:
 
 
 def config_path(method: str, backbone: str, task: str, family: str) -> str:
-    methods = {m.key: m for m in gen_configs.DAVPT_METHODS}
-    backbones = {b.key: b for b in gen_configs.BACKBONES}
-    tasks = {t.key: t for t in gen_configs.TASKS}
-    return gen_configs.cls_config_path(methods[method], backbones[backbone], tasks[task], family)
+    methods = {m.key: m for m in paper.DAVPT_METHODS}
+    backbones = {b.key: b for b in paper.BACKBONES}
+    tasks = {t.key: t for t in paper.TASKS}
+    return paper.cls_config_path(methods[method], backbones[backbone], tasks[task], family)
 
 
 class TestAuthorsYaml(TestCase):
@@ -369,7 +369,7 @@ class TestAuthorsYaml(TestCase):
     def test_files_are_the_table_rows(self):
         """The table names the same 61 files and the same backbone and task for each."""
         rows = {r['config']: (r['backbone'], r['task'])
-                for r in gen_configs.read_authors_table()}
+                for r in paper.read_authors_table()}
         files()
         self.assertEqual(rows, FILE_KEYS)
         # The file name's prefix names the backbone but for one file, which runs MoCo v3.
@@ -385,8 +385,8 @@ class TestAuthorsYaml(TestCase):
         self.assertEqual(l2, L2_PROMPT_FILES)
         masked = {n for n, p in files().items() if read_yaml(p).get('mask') == 'true'}
         self.assertEqual(masked, MASK_FILES)
-        self.assertEqual(set(gen_configs.L2_PROMPT_FILES), L2_PROMPT_FILES)
-        self.assertEqual(set(gen_configs.MASK_FILES), MASK_FILES)
+        self.assertEqual(set(paper.L2_PROMPT_FILES), L2_PROMPT_FILES)
+        self.assertEqual(set(paper.MASK_FILES), MASK_FILES)
         for name, path in files().items():
             with self.subTest(file=name):
                 args = parse_like_authors(path)
@@ -407,7 +407,7 @@ class TestAuthorsYaml(TestCase):
             if args.vpt_loss_weight == 0 or args.cls_loss_weight == 0:
                 lost.add(name)
         self.assertEqual(lost, LOST_WEIGHTS)
-        self.assertEqual(set(gen_configs.PARSER_DROPPED), LOST_WEIGHTS)
+        self.assertEqual(set(paper.PARSER_DROPPED), LOST_WEIGHTS)
         with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
             readme = f.read()
         for name in LOST_WEIGHTS:
@@ -432,7 +432,7 @@ class TestAuthorsYaml(TestCase):
             backbone, task = FILE_KEYS[name]
             values = stated_values(name)
             for method in ('davpt', 'davpt-plus'):
-                for family in gen_configs.FAMILIES:
+                for family in paper.FAMILIES:
                     path = config_path(method, backbone, task, family)
                     with self.subTest(config=path, file=name):
                         self.assertEqual(config_facts(load_config(path)),
@@ -463,11 +463,11 @@ class TestAuthorsYaml(TestCase):
                 tied = sorted(v for v, c in counts.items() if c == top)
                 mode[key] = defaults[key] if len(tied) > 1 and defaults[key] in tied else tied[0]
             mode['trained'] = their_trained_names(argparse.Namespace(**mode))
-            for task in gen_configs.TASKS:
+            for task in paper.TASKS:
                 if (backbone, task.key) in covered:
                     continue
                 for method in ('davpt', 'davpt-plus'):
-                    for family in gen_configs.FAMILIES:
+                    for family in paper.FAMILIES:
                         path = config_path(method, backbone, task.key, family)
                         with self.subTest(config=path):
                             self.assertEqual(

@@ -1,4 +1,4 @@
-"""Tests of the paper configs under ``configs/`` and of ``tools/gen_configs.py``.
+"""Tests of the paper configs under ``configs/`` and of ``tools/paper.py``.
 
 The configs' values against the authors' released YAML files: test_authors_yaml.py; their
 pipelines' pixels against the authors' transforms: test_transforms.py.
@@ -18,6 +18,8 @@ import logging
 import os
 import os.path as osp
 import re
+import subprocess
+import sys
 import tempfile
 from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterator, List
@@ -39,18 +41,16 @@ from mmseg.registry import MODELS as SEG_MODELS
 import mmda_vpt  # noqa: F401  (registration, and mmengine's mmpretrain:: look-ups)
 from mmpretrain.utils import register_all_modules as register_pretrain_modules  # noqa: E402
 from mmseg.utils import register_all_modules as register_seg_modules  # noqa: E402
+from mmda_vpt import paper
 from tests.test_configs.common import load_config, missing_options, trainable_count
 from tests.utils import REPO as ROOT
-from tests.utils import load_tool
+from tests.utils import SUBPROCESS_TIMEOUT
 
 register_pretrain_modules(init_default_scope=False)
 register_seg_modules(init_default_scope=False)
 
-gen_configs = load_tool('gen_configs')
-aggregate_results = load_tool('aggregate_results')
-
 CONFIGS: List[str] = sorted(
-    osp.relpath(p, ROOT) for folder in gen_configs.GENERATED_DIRS
+    osp.relpath(p, ROOT) for folder in paper.GENERATED_DIRS
     for p in glob.glob(osp.join(ROOT, folder, '**', '*.py'), recursive=True))
 LONG_NAME = re.compile(r'^(?P<method>davpt|davpt-plus|vpt-deep|linear|full-ft)_'
                        r'(?P<backbone>[a-z0-9-]+)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
@@ -139,9 +139,9 @@ def write_pascal_context(root: str) -> None:
 
 def write_fake_tree(root: str) -> None:
     """Every benchmark's tree under ``root``, at the configs' relative data roots."""
-    for task in gen_configs.FGVC_TASKS:
+    for task in paper.FGVC_TASKS:
         write_fgvc(root, task)
-    for task in gen_configs.VTAB_TASKS:
+    for task in paper.VTAB_TASKS:
         write_vtab(root, task)
     write_ade(root)
     write_pascal_context(root)
@@ -173,31 +173,39 @@ def tearDownModule():
 class TestGenConfigs(TestCase):
 
     def test_generated_files_are_current(self):
-        problems = gen_configs.check(ROOT)
-        self.assertEqual(problems, [], 'run `python tools/gen_configs.py` and commit the result')
+        problems = paper.check(ROOT)
+        self.assertEqual(problems, [], 'run `python tools/paper.py` and commit the result')
 
     def test_check_reports_stale_files(self):
         with tempfile.TemporaryDirectory() as tmp:
-            changed, removed = gen_configs.write_all(tmp)
-            self.assertEqual(changed, len(gen_configs.render_all()))
+            changed, removed = paper.write_all(tmp)
+            self.assertEqual(changed, len(paper.render_all()))
             self.assertEqual(removed, [])
-            self.assertEqual(gen_configs.check(tmp), [])
-            some = sorted(gen_configs.render_all())[0]
+            self.assertEqual(paper.check(tmp), [])
+            some = sorted(paper.render_all())[0]
             with open(osp.join(tmp, some), 'a') as f:
                 f.write('# edited by hand\n')
             extra = osp.join(tmp, 'configs/da_vpt/my_config.py')
             with open(extra, 'w') as f:
                 f.write('x = 1\n')
-            os.remove(osp.join(tmp, gen_configs.seg_config_path(gen_configs.SEG_METHODS[0],
-                                                                 gen_configs.SEG_TASKS[0])))
-            problems = gen_configs.check(tmp)
+            os.remove(osp.join(tmp, paper.seg_config_path(paper.SEG_METHODS[0],
+                                                                 paper.SEG_TASKS[0])))
+            problems = paper.check(tmp)
             self.assertEqual(len(problems), 3, problems)
             self.assertTrue(any(p.startswith('outdated: ') and some in p for p in problems))
             self.assertTrue(any(p.startswith('missing: ') for p in problems))
             self.assertTrue(any('my_config.py' in p for p in problems))
-            self.assertEqual(gen_configs.main(['--root', tmp, '--check']), 1)
-            gen_configs.write_all(tmp)
-            self.assertEqual(gen_configs.check(tmp), [])
+            cli = subprocess.run(
+                [sys.executable, 'tools/gen_configs.py', '--root', tmp, '--check'], cwd=ROOT,
+                capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+            self.assertEqual(cli.returncode, 1, cli.stderr)
+            self.assertIn('3 not current', cli.stdout)
+            cli = subprocess.run([sys.executable, 'tools/gen_configs.py', '--root', tmp],
+                                 cwd=ROOT, capture_output=True, text=True,
+                                 timeout=SUBPROCESS_TIMEOUT)
+            self.assertEqual(cli.returncode, 0, cli.stderr)
+            self.assertIn('removed configs/da_vpt/my_config.py', cli.stdout)
+            self.assertEqual(paper.check(tmp), [])
 
     def test_every_row_has_a_config(self):
         files = set(CONFIGS)
@@ -207,14 +215,14 @@ class TestGenConfigs(TestCase):
         siblings = [f for f in files if f.endswith('_authors-code.py')]
         self.assertEqual(len(siblings), 24 * 3 * 2)
         for path in siblings:
-            paper = re.sub(r'_1xb\d+-', '_1xb32-', path[:-len('_authors-code.py')] + '.py')
-            self.assertIn(paper, files)
+            paper_row = re.sub(r'_1xb\d+-', '_1xb32-', path[:-len('_authors-code.py')] + '.py')
+            self.assertIn(paper_row, files)
         self.assertIn('configs/da_vpt/fgvc/davpt-plus_vit-b16-in21k_1xb64-100e_dogs-224_'
                       'authors-code.py', files)
-        self.assertEqual(len(gen_configs.FGVC_TASKS), 5)
-        self.assertEqual(len(gen_configs.VTAB_TASKS), 19)
+        self.assertEqual(len(paper.FGVC_TASKS), 5)
+        self.assertEqual(len(paper.VTAB_TASKS), 19)
         for group, count in (('Natural', 7), ('Specialized', 4), ('Structured', 8)):
-            self.assertEqual(sum(t.group == group for t in gen_configs.VTAB_TASKS), count)
+            self.assertEqual(sum(t.group == group for t in paper.VTAB_TASKS), count)
         for short in ('configs/da_vpt/setr_pup_vitl_ade20k.py',
                       'configs/da_vpt/setr_pup_vitl_pascal_context.py',
                       'configs/da_vpt/setr_pup_vitl_ade20k_plus.py',
@@ -232,7 +240,7 @@ class TestConfigContents(TestCase):
             with self.subTest(config=path):
                 cfg = load_config(path)
                 name = osp.basename(path)
-                if path not in gen_configs.ALIASES:
+                if path not in paper.ALIASES:
                     match = LONG_NAME.match(name)
                     self.assertIsNotNone(match, f'{name} does not follow the naming scheme')
                     self.assertEqual(int(match['batch']),
@@ -331,7 +339,7 @@ class TestConfigContents(TestCase):
     def test_methods(self):
         for path in CONFIGS:
             cfg = load_config(path)
-            method = LONG_NAME.match(osp.basename(gen_configs.ALIASES.get(path, path)))['method']
+            method = LONG_NAME.match(osp.basename(paper.ALIASES.get(path, path)))['method']
             backbone = cfg.model.backbone
             hooks = [h.type for h in cfg.get('custom_hooks', [])]
             with self.subTest(config=path):
@@ -428,7 +436,7 @@ class TestConfigContents(TestCase):
             cfg = load_config(path)
             if not is_seg(cfg):
                 continue
-            dataset = LONG_NAME.match(osp.basename(gen_configs.ALIASES.get(path, path)))['dataset']
+            dataset = LONG_NAME.match(osp.basename(paper.ALIASES.get(path, path)))['dataset']
             classes, crop, stride, iters, dataset_type = settings[dataset]
             model = cfg.model
             with self.subTest(config=path):
@@ -467,7 +475,7 @@ class TestConfigContents(TestCase):
 
 
 # ----------------------------------------------------------------------------- authors' table
-AUTHORS_CSV = osp.join(ROOT, 'tools', 'authors_hyperparameters.csv')
+AUTHORS_CSV = paper.AUTHORS_CSV
 # SHA-256 of the table's header and rows (comment lines excluded): a row edited in the CSV fails
 # here, and only an edit of the digest as well (with a reason in the commit) makes it pass.
 AUTHORS_TABLE_SHA256 = '46199467c980b622d580e7099e529b3f7fb9c9c9880551719ba96f4ff26d9d99'
@@ -531,7 +539,7 @@ def bias_parts(row: dict) -> tuple:
         parts.add('k_bias')
     if row['norm_norm1']:
         parts |= {'norm1_weight', 'norm1_bias'}
-    return tuple(p for p in gen_configs.BIAS_PARTS if p in parts)
+    return tuple(p for p in paper.BIAS_PARTS if p in parts)
 
 
 def effective_param_groups(model: torch.nn.Module, optim_wrapper_cfg) -> Dict[str, tuple]:
@@ -583,7 +591,8 @@ class TestAuthorsCalibration(TestCase):
             lines = [line for line in f.read().splitlines() if not line.startswith('#')]
         digest = hashlib.sha256('\n'.join(lines).encode()).hexdigest()
         self.assertEqual(digest, AUTHORS_TABLE_SHA256,
-                         'tools/authors_hyperparameters.csv changed: its rows are the authors\'')
+                         'mmda_vpt/paper/authors_hyperparameters.csv changed: its rows are the '
+                         "authors'")
         rows = _table_rows()
         self.assertEqual(len(rows), 61)
         cells = {(r['backbone'], r['task']) for r in rows}
@@ -592,8 +601,8 @@ class TestAuthorsCalibration(TestCase):
         self.assertEqual(cells & TASKS_WITHOUT_FILE, set())
         self.assertEqual(len(cells | TASKS_WITHOUT_FILE), 72)
         self.assertEqual(cells | TASKS_WITHOUT_FILE,
-                         {(b.key, t.key) for b in gen_configs.BACKBONES for t in gen_configs.TASKS})
-        self.assertEqual(set(gen_configs.calibrations()), cells | TASKS_WITHOUT_FILE)
+                         {(b.key, t.key) for b in paper.BACKBONES for t in paper.TASKS})
+        self.assertEqual(set(paper.calibrations()), cells | TASKS_WITHOUT_FILE)
 
     def test_rules_on_named_rows(self):
         """The rules, on rows they apply to, with the values written out."""
@@ -620,12 +629,12 @@ class TestAuthorsCalibration(TestCase):
             bias_k=True, norm_norm1=True, train_cls=False))
         # MAE Dogs: proxy scale 0, taken as 1 (paper rows) or as beta = lambda = 0 (authors').
         self.assertEqual(settings[('mae', 'dogs')]['scale'], 0.0)
-        self.assertEqual(gen_configs.calibrations()[('mae', 'dogs')].proxy_scale, 1.0)
-        self.assertTrue(gen_configs.calibrations()[('mae', 'dogs')].zero_scale)
+        self.assertEqual(paper.calibrations()[('mae', 'dogs')].proxy_scale, 1.0)
+        self.assertTrue(paper.calibrations()[('mae', 'dogs')].zero_scale)
         # MAE FGVC: the xavier initialization not divided by 8.
         self.assertFalse(settings[('mae', 'cub')]['init_div8'])
         # The file named mae_retinopathy runs MoCo v3.
-        self.assertEqual(gen_configs.calibrations()[('mocov3', 'vtab-retinopathy')].config,
+        self.assertEqual(paper.calibrations()[('mocov3', 'vtab-retinopathy')].config,
                          'vtab_mae_retinopathy')
         # No file: the most common value of the backbone's VTAB files; ties as the README says.
         self.assertEqual(settings[('in21k', 'vtab-kitti')], dict(
@@ -640,7 +649,7 @@ class TestAuthorsCalibration(TestCase):
         seen = 0
         for (backbone, task), row in sorted(expected_settings().items()):
             for method in ('davpt', 'davpt-plus'):
-                for family in gen_configs.FAMILIES:
+                for family in paper.FAMILIES:
                     path = cls_path('da_vpt', method, backbone, task, family)
                     with self.subTest(config=path):
                         self._check_config(load_config(path), backbone, method, family, row)
@@ -760,7 +769,7 @@ class TestAuthorsCalibration(TestCase):
                     f.write(bad)
                 with self.subTest(message=message):
                     with self.assertRaisesRegex(ValueError, re.escape(message)):
-                        gen_configs.calibrations(path)
+                        paper.calibrations(path)
 
 
 @contextmanager
@@ -1043,9 +1052,9 @@ class TestEndToEnd(TestCase):
         self.assertEqual(tuple(mapping.class_to_prompt.shape), (200, ))
         self.assertEqual(set(mapping.class_to_prompt.tolist()), set(range(10)))
         self.assertTrue(osp.isfile(osp.join(self.tmp.name, 'epoch_1.pth')))
-        # tools/aggregate_results.py reads what the runner left in the work directory.
-        (result, ) = aggregate_results.collect([self.tmp.name])
-        self.assertEqual(result.info, aggregate_results.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
+        # tools/paper.py reads what the runner left in the work directory.
+        (result, ) = paper.collect([self.tmp.name])
+        self.assertEqual(result.info, paper.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
         self.assertEqual(result.values, {'test': tst['accuracy/top1']})
 
     def test_vtab_davpt_plus(self):
@@ -1115,7 +1124,7 @@ class TestEndToEnd(TestCase):
         tta_cfg.visualizer.name = 'tta_visualizer'
         metrics = Runner.from_cfg(tta_cfg).test()
         self.assertIn('mIoU', metrics)
-        # tools/aggregate_results.py tells the single- and the multi-scale test apart.
-        (result, ) = aggregate_results.collect([self.tmp.name])
+        # tools/paper.py tells the single- and the multi-scale test apart.
+        (result, ) = paper.collect([self.tmp.name])
         self.assertEqual(result.info.task, 'ade20k')
         self.assertEqual(result.values, {'ss': tst['mIoU'], 'ms': metrics['mIoU']})

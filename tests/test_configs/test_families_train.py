@@ -1,9 +1,9 @@
 """One tiny ``runner.train()`` per config family: a paper row and its authors'-code sibling.
 
 The CUB DA-VPT+ configs with a 12-layer ViT 32 wide on 64x64 crops and 24 fake classes of 3
-images (through ``--cfg-options``-style overrides): what trains, the learning rate at every step against timm's
-``CosineLRScheduler`` (the authors' scheduler, as their train.py builds it), and one batch of the
-class-slot sampler. Needs the issue-22 options (skipped while any is missing).
+images (through ``--cfg-options``-style overrides): what trains, the learning rate at every step
+against timm's ``CosineLRScheduler`` (the authors' scheduler, as their train.py builds it), and
+one batch of the class-slot sampler. Needs the issue-22 options (skipped while any is missing).
 """
 import collections
 import json
@@ -23,10 +23,9 @@ from mmengine.runner import Runner
 from PIL import Image
 
 import mmda_vpt  # noqa: F401  (registration)
+from mmda_vpt import paper
 from tests.test_configs.common import load_config, missing_options, trainable_count
-from tests.utils import load_tool
 
-gen_configs = load_tool('gen_configs')
 MISSING = missing_options()
 
 CONFIG = 'configs/da_vpt/fgvc/davpt-plus_vit-b16-in21k_1xb32-100e_cub-224{}.py'
@@ -130,7 +129,7 @@ class TestFamiliesTrain(TestCase):
 
     def _check(self, family: str) -> None:
         cfg, runner, record = self._train(family)
-        cal = gen_configs.calibrations()[('in21k', 'cub')]
+        cal = paper.calibrations()[('in21k', 'cub')]
         batch, spc = cfg.train_dataloader.batch_size, cfg.train_dataloader.sampler.samples_per_class
         # An epoch is N // B batches of B / s class slots with s distinct images each.
         iters = NUM_CLASSES * PER_CLASS // batch

@@ -1,21 +1,20 @@
-"""Tests of tools/aggregate_results.py on work directories laid out as mmengine leaves them.
+"""Tests of mmda_vpt.paper.aggregate on work directories laid out as mmengine leaves them, and of
+the CLI tools/aggregate_results.py over it (in a subprocess).
 
-``tests/test_configs.py`` also feeds it the work directories of real (shrunk) training and
-test runs.
+``tests/test_configs/test_configs.py`` also feeds it the work directories of real (shrunk)
+training and test runs.
 """
-import contextlib
-import io
 import json
 import math
 import os
 import os.path as osp
+import subprocess
+import sys
 import tempfile
 from unittest import TestCase
 
-from tests.utils import load_tool
-
-aggregate = load_tool('aggregate_results')
-gen = aggregate.gen_configs
+from mmda_vpt import paper
+from tests.utils import REPO, SUBPROCESS_TIMEOUT
 
 SEG_TEST_CONFIG = "model = dict(type='EncoderDecoder')\ntta_model = dict(type='SegTTAModel')\n"
 SEG_TTA_CONFIG = ("model = dict(type='SegTTAModel', module=dict(type='EncoderDecoder'))\n"
@@ -23,10 +22,10 @@ SEG_TTA_CONFIG = ("model = dict(type='SegTTAModel', module=dict(type='EncoderDec
 
 
 def cls_name(method: str, backbone: str, task: str, family: str = 'paper') -> str:
-    methods = {m.key: m for m in gen.CLS_METHODS}
-    backbones = {b.key: b for b in gen.BACKBONES}
-    tasks = {t.key: t for t in gen.TASKS}
-    path = gen.cls_config_path(methods[method], backbones[backbone], tasks[task], family)
+    methods = {m.key: m for m in paper.CLS_METHODS}
+    backbones = {b.key: b for b in paper.BACKBONES}
+    tasks = {t.key: t for t in paper.TASKS}
+    path = paper.cls_config_path(methods[method], backbones[backbone], tasks[task], family)
     return osp.basename(path)[:-3]
 
 
@@ -73,19 +72,19 @@ class TestAggregateResults(TestCase):
         self.tmp.cleanup()
 
     def rows(self, use_val=False):
-        return aggregate.summarize(aggregate.collect([self.root], use_val=use_val), use_val)
+        return paper.summarize(paper.collect([self.root], use_val=use_val), use_val)
 
     def test_config_index(self):
-        index = aggregate.config_index()
+        index = paper.config_index()
         # 5 methods' paper rows, 2 methods' authors'-code rows, 2 x 4 segmentation rows, aliases.
         self.assertEqual(len(index), 24 * 3 * 5 + 24 * 3 * 2 + 2 * 4 + 8)
         self.assertEqual(index['davpt_vit-b16-in21k_1xb32-100e_cub-224'],
-                         aggregate.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
+                         paper.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
         self.assertEqual(index['davpt-plus_vit-b16-in21k_1xb64-100e_dogs-224_authors-code'],
-                         aggregate.ConfigInfo('cls', 'davpt-plus', 'in21k', 'dogs', 'authors'))
+                         paper.ConfigInfo('cls', 'davpt-plus', 'in21k', 'dogs', 'authors'))
         self.assertEqual(sum(info.family == 'authors' for info in index.values()), 24 * 3 * 2)
         self.assertEqual(index['setr_pup_vitl_pascal_context_plus'],
-                         aggregate.ConfigInfo('seg', 'davpt-plus', 'in21k', 'pascal-context-60'))
+                         paper.ConfigInfo('seg', 'davpt-plus', 'in21k', 'pascal-context-60'))
 
     def test_fgvc_seeds_and_mean(self):
         values = {'cub': [90.0, 91.0, 92.0], 'nabirds': [87.0, 87.0], 'flowers': [99.5],
@@ -113,13 +112,13 @@ class TestAggregateResults(TestCase):
         self.assertAlmostEqual(fgvc.diff, fgvc.mean - 91.22)
         natural = next(r for r in tables['groups'] if r.what[2] == 'Natural')
         self.assertEqual((natural.n, natural.mean, natural.paper), ('0/7', None, 80.25))
-        text = aggregate.format_tables(tables)
+        text = paper.format_tables(tables)
         self.assertIn('| supervised IN-21k | DA-VPT | CUB-200-2011 | 3 | 91.00 | 1.00 | 90.20 | '
                       '+0.80 |', text)
 
     def test_vtab_groups_and_overall(self):
         expected = {}
-        for i, task in enumerate(gen.VTAB_TASKS):
+        for i, task in enumerate(paper.VTAB_TASKS):
             value = 50.0 + i
             expected[task.key] = value
             make_run(self.root, cls_name('davpt-plus', 'mae', task.key), 0,
@@ -127,8 +126,8 @@ class TestAggregateResults(TestCase):
                             ({'accuracy/top1': value}, None)])  # the newer result counts
         groups = {r.what[2]: r for r in self.rows()['groups']}
         means = {}
-        for group in gen.VTAB_GROUPS:
-            keys = [t.key for t in gen.VTAB_TASKS if t.group == group]
+        for group in paper.VTAB_GROUPS:
+            keys = [t.key for t in paper.VTAB_TASKS if t.group == group]
             means[group] = sum(expected[k] for k in keys) / len(keys)
             self.assertAlmostEqual(groups[group].mean, means[group])
         self.assertEqual(groups['Natural'].paper, 66.59)
@@ -164,7 +163,7 @@ class TestAggregateResults(TestCase):
                                (88.5 + 80.0 + 99.0 + 85.0 + 87.0) / 5)
         self.assertEqual(fgvc["DA-VPT (authors' code)"].paper, 91.22)
         self.assertIn("| supervised IN-21k | DA-VPT (authors' code) | CUB-200-2011 | 2 | 88.50 | "
-                      '0.71 | 90.20 | -1.70 |', aggregate.format_tables(tables))
+                      '0.71 | 90.20 | -1.70 |', paper.format_tables(tables))
 
     def test_incomplete_group(self):
         make_run(self.root, cls_name('vpt-deep', 'mocov3', 'vtab-dtd'), 0,
@@ -175,14 +174,15 @@ class TestAggregateResults(TestCase):
         self.assertEqual(groups['VTAB-1k overall'].n, '0/3')
         self.assertEqual(groups['Natural'].paper, 70.27)
         self.assertIn('| MoCo v3 | VPT-Deep | Natural | 1/7 | - | - | 70.27 | - |',
-                      aggregate.format_tables(self.rows()))
+                      paper.format_tables(self.rows()))
 
     def test_segmentation_single_and_multi_scale(self):
         for seed, (ss, ms) in enumerate([(45.0, 47.0), (46.0, 48.0)]):
             make_run(self.root, 'setr_pup_vitl_ade20k', seed,
                      tests=[({'mIoU': ss, 'aAcc': 80.0}, SEG_TEST_CONFIG),
                             ({'mIoU': ms}, SEG_TTA_CONFIG)])
-        long_name = osp.basename(gen.seg_config_path(gen.SEG_METHODS[3], gen.SEG_TASKS[1]))[:-3]
+        long_name = osp.basename(paper.seg_config_path(paper.SEG_METHODS[3],
+                                                       paper.SEG_TASKS[1]))[:-3]
         make_run(self.root, long_name, 0, tests=[({'mIoU': 54.0}, SEG_TEST_CONFIG)])
         rows = self.rows()['segmentation']
         self.assertEqual([r.what for r in rows], [
@@ -204,38 +204,39 @@ class TestAggregateResults(TestCase):
         rows = self.rows(use_val=True)['tasks']
         self.assertEqual(len(rows), 1)
         self.assertEqual((rows[0].mean, rows[0].source), (35.0, 'val'))
-        self.assertIn('35.00 (val)', aggregate.format_tables(self.rows(use_val=True)))
+        self.assertIn('35.00 (val)', paper.format_tables(self.rows(use_val=True)))
 
     def test_unknown_and_ambiguous_dirs(self):
         make_run(self.root, 'my_experiment', 0, tests=[({'accuracy/top1': 1.0}, None)])
-        self.assertEqual(aggregate.collect([self.root]), [])
+        self.assertEqual(paper.collect([self.root]), [])
         run = make_run(self.root, cls_name('davpt', 'in21k', 'cub'), 0)
         with open(osp.join(run, cls_name('davpt', 'in21k', 'cars') + '.py'), 'w') as f:
             f.write('\n')
         with self.assertRaisesRegex(ValueError, 'holds the configs of several experiments'):
-            aggregate.collect([self.root])
+            paper.collect([self.root])
         with self.assertRaisesRegex(FileNotFoundError, 'is not a directory'):
-            aggregate.collect([osp.join(self.root, 'nope')])
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit):
-            aggregate.main([osp.join(self.root, 'nope')])
-        self.assertIn('not a directory', err.getvalue())
+            paper.collect([osp.join(self.root, 'nope')])
 
-    def test_main(self):
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.assertEqual(aggregate.main([self.root]), 1)
-        self.assertIn('no runs found', err.getvalue())
+    def run_tool(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, 'tools/aggregate_results.py', *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+
+    def test_cli(self):
+        missing = self.run_tool(osp.join(self.root, 'nope'))
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn('not a directory', missing.stderr)
+        empty = self.run_tool(self.root)
+        self.assertEqual(empty.returncode, 1)
+        self.assertIn('no runs found', empty.stderr)
         make_run(self.root, cls_name('davpt', 'in21k', 'cub'), 0,
                  tests=[({'accuracy/top1': 90.0}, None)])
         make_run(self.root, cls_name('davpt', 'in21k', 'dogs'), 0)
         out_file = osp.join(self.root, 'tables.md')
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            self.assertEqual(aggregate.main([self.root, '--out', out_file]), 0)
+        done = self.run_tool(self.root, '--out', out_file)
+        self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn('| supervised IN-21k | DA-VPT | CUB-200-2011 | 1 | 90.00 | - | 90.20 | '
-                      '-0.20 |', out.getvalue())
-        self.assertIn('no test result in', err.getvalue())
-        self.assertIn('dogs', err.getvalue())
+                      '-0.20 |', done.stdout)
+        self.assertIn('no test result in', done.stderr)
+        self.assertIn('dogs', done.stderr)
         with open(out_file) as f:
-            self.assertEqual(f.read().strip(), out.getvalue().strip())
+            self.assertEqual(f.read().strip(), done.stdout.strip())

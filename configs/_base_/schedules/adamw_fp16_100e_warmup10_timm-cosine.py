@@ -4,12 +4,21 @@
 # mmda_vpt falls back to fp32 with one log line), gradient clipping by value 10 after
 # unscaling, and a per-iteration cosine from the peak lr over all 100 epochs counted from 0, the
 # linear warm-up from warmup_start_lr included. Each config sets its lr, weight decays,
-# warm-up start and floor (paper rows: 1e-8; authors'-code rows: their file's min_lr).
+# warm-up start and floor (paper rows: 1e-8; authors'-code rows: their file's min_lr), as
+# dict(_base_.param_scheduler[0], warmup_start_lr=..., eta_min=...).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     dtype='float16',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4),
-    clip_grad=dict(type='value', clip_value=10.0))
+    clip_grad=dict(type='value', clip_value=10.0),
+    # No weight decay on biases (every parameter named *bias*, tuned bias parts included),
+    # norms and other 1-D parameters, as the authors' code; each config adds the custom keys
+    # of its prompts, CLS token and head weight to these (dicts merge key by key).
+    paramwise_cfg=dict(
+        bias_decay_mult=0.0,
+        norm_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={'bias': dict(decay_mult=0.0)}))
 
 param_scheduler = [
     dict(
