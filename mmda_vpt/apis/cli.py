@@ -28,16 +28,24 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def _parser(description: str, work_dir: str, **positionals: str) -> argparse.ArgumentParser:
+    """A parser with the positional arguments ``positionals`` (name: help) and ``--work-dir``."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, help_text in positionals.items():
+        parser.add_argument(name, help=help_text)
+    parser.add_argument('--work-dir', help=work_dir)
+    return parser
+
+
 def build_train_parser() -> argparse.ArgumentParser:
     """The command line of ``tools/train.py``, for :func:`~mmda_vpt.apis.merge_train_args`.
 
     Returns:
         argparse.ArgumentParser: The parser.
     """
-    parser = argparse.ArgumentParser(
-        description='Train a model of mmda_vpt, mmpretrain or mmsegmentation')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser = _parser('Train a model of mmda_vpt, mmpretrain or mmsegmentation',
+                     config='train config file path',
+                     work_dir='the dir to save logs and models')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -45,21 +53,16 @@ def build_train_parser() -> argparse.ArgumentParser:
         const='auto',
         help='resume from the given checkpoint, or without a path from the latest checkpoint '
         'in the work directory')
-    parser.add_argument(
-        '--amp', action='store_true', help='enable automatic-mixed-precision training')
-    parser.add_argument(
-        '--no-validate', action='store_true', help='do not evaluate during training')
-    parser.add_argument(
-        '--auto-scale-lr',
-        action='store_true',
-        help='scale the learning rate by the actual batch size against '
-        'auto_scale_lr.base_batch_size of the config')
-    parser.add_argument(
-        '--no-pin-memory', action='store_true', help='disable pin_memory in the dataloaders')
-    parser.add_argument(
-        '--no-persistent-workers',
-        action='store_true',
-        help='disable persistent_workers in the dataloaders')
+    switches = {
+        '--amp': 'enable automatic-mixed-precision training',
+        '--no-validate': 'do not evaluate during training',
+        '--auto-scale-lr': 'scale the learning rate by the actual batch size against '
+        'auto_scale_lr.base_batch_size of the config',
+        '--no-pin-memory': 'disable pin_memory in the dataloaders',
+        '--no-persistent-workers': 'disable persistent_workers in the dataloaders',
+    }
+    for flag, help_text in switches.items():
+        parser.add_argument(flag, action='store_true', help=help_text)
     add_common_args(parser)
     return parser
 
@@ -70,12 +73,9 @@ def build_test_parser() -> argparse.ArgumentParser:
     Returns:
         argparse.ArgumentParser: The parser.
     """
-    parser = argparse.ArgumentParser(
-        description='Test a checkpoint of mmda_vpt, mmpretrain or mmsegmentation')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir', help='the directory to save the file with the evaluation metrics')
+    parser = _parser('Test a checkpoint of mmda_vpt, mmpretrain or mmsegmentation',
+                     config='test config file path', checkpoint='checkpoint file',
+                     work_dir='the directory to save the file with the evaluation metrics')
     parser.add_argument(
         '--out',
         help='mmpretrain: the file to dump the predictions (or, with --out-item metrics, the '

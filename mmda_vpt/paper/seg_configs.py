@@ -95,25 +95,26 @@ def render_seg(method: Method, task: SegTask) -> str:
     ]
     if method.hooks:
         lines.append(f"    '../_base_/{osp.basename(SEG_HOOKS_BASE)}',\n")
-    lines += [
-        ']\n\n',
-        f'crop_size = ({crop}, {crop})\n',
-        'model = dict(\n',
-        '    data_preprocessor=dict(size=crop_size),\n',
-        '    pretrained=None,\n',
-        '    backbone=dict(\n',
-        f"        type={'VisionTransformer' if method.full else 'DAVPTViT'!r},\n",
-        '        embed_dims=1024,\n',
-        '        num_layers=24,\n',
-        '        num_heads=16,\n',
-        f'        img_size=({crop}, {crop}),\n',
-        '        out_indices=(8, 11, 17, 23),\n',
-        '        with_cls_token=True,\n',
-        '        final_norm=False,\n',
-        '        patch_bias=True,  # Google / timm ViTs have a patch-embedding bias\n',
-        "        interpolate_mode='bilinear',\n",
-        '        drop_rate=0.0,\n',
-    ]
+    backbone_type = 'VisionTransformer' if method.full else 'DAVPTViT'
+    lines.append(f"""]
+
+crop_size = ({crop}, {crop})
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    pretrained=None,
+    backbone=dict(
+        type={backbone_type!r},
+        embed_dims=1024,
+        num_layers=24,
+        num_heads=16,
+        img_size=({crop}, {crop}),
+        out_indices=(8, 11, 17, 23),
+        with_cls_token=True,
+        final_norm=False,
+        patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
+        interpolate_mode='bilinear',
+        drop_rate=0.0,
+""")
     if not method.full:
         lines += [line + '\n' for line in backbone_prompt_lines(method, guidance, ' ' * 8)]
     if method.hooks:
