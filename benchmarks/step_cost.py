@@ -42,11 +42,11 @@ is the maximum of that total. The saved-for-backward activation bytes (unique st
 than parameters, counted with ``torch.autograd.graph.saved_tensors_hooks``) are reported as
 well, as a cross-check that explains where the memory goes.
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/step_cost.py --out benchmarks/results/cpu            # CPU, full sizes
-    python benchmarks/step_cost.py --quick --out /tmp/smoke                # tiny sizes, seconds
-    python benchmarks/step_cost.py --device cuda --repeats 20 --out benchmarks/results/cuda
+    python -m benchmarks.step_cost --out benchmarks/results/cpu            # CPU, full sizes
+    python -m benchmarks.step_cost --quick --out /tmp/smoke                # tiny sizes, seconds
+    python -m benchmarks.step_cost --device cuda --repeats 20 --out benchmarks/results/cuda
 
 Run it under ``nice`` on a shared machine; timing drifts by +-15% over tens of seconds, which is
 why variants are interleaved and ratios are medians of per-round paired ratios.
@@ -70,9 +70,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:  # run as a script: its helpers import as ``benchmarks.*``
-    sys.path.append(REPO)
 
 __all__ = [
     'SIZES', 'TARGETS', 'BenchSize', 'Variant', 'build_variants', 'attach_davpt_hooks',

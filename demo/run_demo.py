@@ -16,9 +16,9 @@
    print the mIoU and draw the predicted masks.
 
 Every step runs the configs in ``demo/configs`` through mmengine's stock ``Runner`` with the
-mmda_vpt hooks, as a paper run does. Run from anywhere::
+mmda_vpt hooks, as a paper run does. Run from the repository root::
 
-    python demo/run_demo.py [--out outputs/demo] [--seeds 0 1 2] [--quick]
+    python -m demo.run_demo [--out outputs/demo] [--seeds 0 1 2] [--quick]
 
 ``--tune`` instead runs the validation sweep that chose the learning rates and DA-VPT's loss
 weights through :func:`mmda_vpt.tune.run_search` (the search behind ``tools/tune.py``;

@@ -54,5 +54,5 @@ fi
 say "stack ready in $((SECONDS - start)) s"
 
 set -o pipefail
-PYTHONUNBUFFERED=1 "$PY" benchmarks/step_cost.py --device "$DEVICE" --out "$OUT/$DEVICE" "$@" 2>&1 \
+PYTHONUNBUFFERED=1 "$PY" -m benchmarks.step_cost --device "$DEVICE" --out "$OUT/$DEVICE" "$@" 2>&1 \
   | grep -v -e 'pkg_resources' -e '_bootstrap._exec' | tee "$OUT/log"

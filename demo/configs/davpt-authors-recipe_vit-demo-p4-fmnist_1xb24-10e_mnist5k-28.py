@@ -6,7 +6,7 @@
 # centroids, an emptied prompt left empty, an unseen class sent to a random prompt. One learning
 # rate for every group (theirs). The guidance is the demo's DA-VPT's (layers 4, 5; M = 5). The
 # learning rate and beta = lambda are chosen on the validation split
-# (`python demo/run_demo.py --recipe`).
+# (`python -m demo.run_demo --recipe`).
 _base_ = './_base_/authors_recipe_mnist5k.py'
 
 model = dict(backbone=dict(num_prompts=5, guided_layers=(4, 5), num_guided_prompts=5,

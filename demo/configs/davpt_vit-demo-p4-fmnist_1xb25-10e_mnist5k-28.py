@@ -2,7 +2,7 @@
 # Proxy-Anchor losses; the 10 digits map onto the M = 5 guided prompts by k-means over the
 # pre-trained ViT's class features, re-clustered after every epoch from the current features
 # (no prompt can empty). The learning rate, beta = lambda and the learning-rate multiplier of the
-# guided prompts were chosen on the validation split (`python demo/run_demo.py --tune`, the same
+# guided prompts were chosen on the validation split (`python -m demo.run_demo --tune`, the same
 # number of trials as VPT-Deep); everything else is VPT-Deep's (data, schedule, seeds).
 _base_ = './_base_/transfer_mnist5k.py'
 

@@ -1,5 +1,5 @@
 # Linear probe: the Fashion-MNIST ViT frozen, no prompts; only the linear head trains.
-# Learning rate chosen on the validation split (`python demo/run_demo.py --tune`).
+# Learning rate chosen on the validation split (`python -m demo.run_demo --tune`).
 _base_ = './_base_/transfer_mnist5k.py'
 
 model = dict(backbone=dict(num_prompts=0, guided_layers=()))

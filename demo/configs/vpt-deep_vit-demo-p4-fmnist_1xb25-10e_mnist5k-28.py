@@ -1,5 +1,5 @@
 # VPT-Deep: 5 prompts in every layer of the frozen Fashion-MNIST ViT, no metric guidance.
-# Learning rate chosen on the validation split (`python demo/run_demo.py --tune`).
+# Learning rate chosen on the validation split (`python -m demo.run_demo --tune`).
 _base_ = './_base_/transfer_mnist5k.py'
 
 model = dict(backbone=dict(num_prompts=5, guided_layers=()))

@@ -44,11 +44,12 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..models.backbones.bias_tuning import authors_bias_parts
 from .tables import BACKBONES, TASKS, Guidance
 
 __all__ = [
-    'AUTHORS_CSV', 'BIAS_PARTS', 'Calibration', 'L2_PROMPT_FILES', 'MASK_FILES',
-    'PARAMS_DEFAULTS', 'PARSER_DROPPED', 'authors_bias_parts', 'calibrations',
+    'AUTHORS_CSV', 'Calibration', 'L2_PROMPT_FILES', 'MASK_FILES',
+    'PARAMS_DEFAULTS', 'PARSER_DROPPED', 'calibration_bias_parts', 'calibrations',
     'read_authors_table'
 ]
 
@@ -67,13 +68,9 @@ PARAMS_DEFAULTS: Dict[str, object] = dict(
 # Keys whose params.py default is the rule rather than a gap (only one file sets spc): not noted.
 _QUIET_DEFAULTS = ('spc', )
 
-#: mmda_vpt's bias parts (``DAVPTViT(bias_tune=(...))``), in their order.
-BIAS_PARTS = ('q_bias', 'k_bias', 'v_bias', 'attn_out_bias', 'fc1_bias', 'fc2_bias',
-              'norm1_weight', 'norm1_bias', 'norm2_weight', 'norm2_bias', 'patch_embed_bias',
-              'final_norm_weight', 'final_norm_bias')
-# Trained in every authors' file: bias_v, bias_proj (which their name match also applies to
-# patch_embed.proj.bias), bias_fc2, bias_norm2.
-_ALWAYS_TUNED = ('v_bias', 'attn_out_bias', 'fc2_bias', 'norm2_bias', 'patch_embed_bias')
+# Switched on in every authors' file (the header of authors_hyperparameters.csv): bias_v,
+# bias_proj (which their name match also applies to patch_embed.proj.bias), bias_fc2, bias_norm2.
+_ALWAYS_ON = ('bias_v', 'bias_proj', 'bias_fc2', 'bias_norm2')
 
 #: The authors' files with ``vpt_norm: "l2"``: their prompts are L2-normalized per token before
 #: they enter every block (``DAVPTViT.prompt_norm='l2'``).
@@ -99,14 +96,10 @@ PARSER_DROPPED: Dict[str, str] = {
 }
 
 
-def authors_bias_parts(bias_k: bool, norm_norm1: bool) -> Tuple[str, ...]:
-    """The bias parts the authors' code trains for a file's ``bias_k`` and ``norm_norm1``."""
-    parts = set(_ALWAYS_TUNED)
-    if bias_k:
-        parts.add('k_bias')
-    if norm_norm1:
-        parts.update(('norm1_weight', 'norm1_bias'))
-    return tuple(p for p in BIAS_PARTS if p in parts)
+def calibration_bias_parts(bias_k: bool, norm_norm1: bool) -> Tuple[str, ...]:
+    """The bias parts the authors' code trains for a table row's ``bias_k`` and ``norm_norm1``."""
+    return authors_bias_parts(dict(dict.fromkeys(_ALWAYS_ON, True), bias_k=bias_k,
+                                   norm_norm1=norm_norm1))
 
 
 @dataclass(frozen=True)
@@ -285,7 +278,7 @@ def _calibration(values: Dict[str, object], source: str, config: str,
         min_lr=values['min_lr'],
         warmup_lr=values['warmup_lr'],
         prompt_init_scale=0.125 if values['init_div8'] else 1.0,
-        bias_parts=authors_bias_parts(values['bias_k'], values['norm_norm1']),
+        bias_parts=calibration_bias_parts(values['bias_k'], values['norm_norm1']),
         learnable_cls_token=values['train_cls'],
         prompt_norm='l2' if config in L2_PROMPT_FILES else None,
         prompt_attn_mask='patches_only' if config in MASK_FILES else None,

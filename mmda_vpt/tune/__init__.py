@@ -38,7 +38,13 @@ Example::
 
 ``tools/tune.py`` is its command line.
 """
-from .best_config import best_overrides, write_best_config
+import importlib.util
+
+if importlib.util.find_spec('optuna') is None:
+    raise ImportError('mmda_vpt.tune needs Optuna, which is the "tune" extra: '
+                      'pip install "mmda_vpt[tune]" (or pip install optuna)')
+
+from .best_config import best_overrides, write_best_config  # noqa: E402
 from .config_paths import SHORT_NAMES, resolve_key, resolve_path, tied_paths
 from .metrics import evaluator_metrics
 from .presets import PRESETS

@@ -17,6 +17,7 @@ from unittest import TestCase
 import pytest
 
 from mmda_vpt import paper
+from mmda_vpt.models.backbones import BIAS_PARTS
 from tests.test_configs.common import (FILE_KEYS, authors_defaults, authors_yaml_files,
                                        load_config, parse_like_authors, read_yaml,
                                        reference_root)
@@ -175,7 +176,7 @@ def parts_of(trained) -> Tuple[Tuple[str, ...], bool]:
         else:
             assert name in ('cls_token', 'head.weight', 'head.bias', 'proxy_prompt_tokens',
                             'other_prompt_tokens'), name
-    return tuple(p for p in paper.BIAS_PARTS if p in parts), 'cls_token' in trained
+    return tuple(p for p in BIAS_PARTS if p in parts), 'cls_token' in trained
 
 
 def stated(path: str) -> Dict[str, object]:

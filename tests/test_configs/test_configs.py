@@ -1,4 +1,4 @@
-"""Tests of the paper configs under ``configs/`` and of ``tools/paper.py``.
+"""Tests of the paper configs under ``configs/`` and of their generator, ``mmda_vpt.paper``.
 
 The configs' values against the authors' released YAML files: test_authors_yaml.py; their
 pipelines' pixels against the authors' transforms: test_transforms.py.
@@ -42,6 +42,8 @@ import mmda_vpt  # noqa: F401  (registration, and mmengine's mmpretrain:: look-u
 from mmpretrain.utils import register_all_modules as register_pretrain_modules  # noqa: E402
 from mmseg.utils import register_all_modules as register_seg_modules  # noqa: E402
 from mmda_vpt import paper
+from mmda_vpt.engine.hooks import ClassPromptMappingHook
+from mmda_vpt.models.backbones import BIAS_PARTS
 from tests.test_configs.common import load_config, missing_options, trainable_count
 from tests.utils import REPO as ROOT
 from tests.utils import SUBPROCESS_TIMEOUT
@@ -174,7 +176,7 @@ class TestGenConfigs(TestCase):
 
     def test_generated_files_are_current(self):
         problems = paper.check(ROOT)
-        self.assertEqual(problems, [], 'run `python tools/paper.py` and commit the result')
+        self.assertEqual(problems, [], 'run `python tools/gen_configs.py` and commit the result')
 
     def test_check_reports_stale_files(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -539,7 +541,7 @@ def bias_parts(row: dict) -> tuple:
         parts.add('k_bias')
     if row['norm_norm1']:
         parts |= {'norm1_weight', 'norm1_bias'}
-    return tuple(p for p in paper.BIAS_PARTS if p in parts)
+    return tuple(p for p in BIAS_PARTS if p in parts)
 
 
 def effective_param_groups(model: torch.nn.Module, optim_wrapper_cfg) -> Dict[str, tuple]:
@@ -1048,11 +1050,11 @@ class TestEndToEnd(TestCase):
         self._check_logged(logged)
         self.assertIn('accuracy/top1', val)
         self.assertIn('accuracy/top1', tst)
-        mapping = next(h for h in runner.hooks if type(h).__name__ == 'ClassPromptMappingHook')
+        mapping = next(h for h in runner.hooks if isinstance(h, ClassPromptMappingHook))
         self.assertEqual(tuple(mapping.class_to_prompt.shape), (200, ))
         self.assertEqual(set(mapping.class_to_prompt.tolist()), set(range(10)))
         self.assertTrue(osp.isfile(osp.join(self.tmp.name, 'epoch_1.pth')))
-        # tools/paper.py reads what the runner left in the work directory.
+        # mmda_vpt.paper.collect (tools/aggregate_results.py) reads what the runner left behind.
         (result, ) = paper.collect([self.tmp.name])
         self.assertEqual(result.info, paper.ConfigInfo('cls', 'davpt', 'in21k', 'cub'))
         self.assertEqual(result.values, {'test': tst['accuracy/top1']})
@@ -1107,7 +1109,7 @@ class TestEndToEnd(TestCase):
         self._check_logged(logged)
         for key in ('decode.loss_ce', 'aux_0.loss_ce', 'aux_2.loss_ce'):
             self.assertIn(f'train/{key}', logged)
-        mapping = next(h for h in runner.hooks if type(h).__name__ == 'ClassPromptMappingHook')
+        mapping = next(h for h in runner.hooks if isinstance(h, ClassPromptMappingHook))
         self.assertEqual(mapping.num_updates, 3)  # the initial map and one per iteration
         self.assertIn('mIoU', val)
         self.assertIn('mIoU', tst)
@@ -1124,7 +1126,7 @@ class TestEndToEnd(TestCase):
         tta_cfg.visualizer.name = 'tta_visualizer'
         metrics = Runner.from_cfg(tta_cfg).test()
         self.assertIn('mIoU', metrics)
-        # tools/paper.py tells the single- and the multi-scale test apart.
+        # mmda_vpt.paper.collect tells the single- and the multi-scale test apart.
         (result, ) = paper.collect([self.tmp.name])
         self.assertEqual(result.info.task, 'ade20k')
         self.assertEqual(result.values, {'ss': tst['mIoU'], 'ms': metrics['mIoU']})

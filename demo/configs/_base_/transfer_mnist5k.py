@@ -2,7 +2,7 @@
 # probe, VPT-Deep, DA-VPT and DA-VPT+ configs. Same budget for all: 1000 training images
 # (100 per class), batch 25, 10 epochs (400 iterations); AdamW with 1 epoch of warm-up and
 # cosine decay. The validation split (1000 images) chose the learning rates and DA-VPT's loss
-# weights (`python demo/run_demo.py --tune`); the test split (3000 images) is tested once per
+# weights (`python -m demo.run_demo --tune`); the test split (3000 images) is tested once per
 # run.
 _base_ = ['mmpretrain::_base_/default_runtime.py', './vit-demo-p4_fashion-mnist.py']
 

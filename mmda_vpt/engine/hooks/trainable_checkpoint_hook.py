@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from mmda_vpt.checkpoints.base_weights import is_base_weights_key
-from mmda_vpt.utils.model_access import unwrap_model
+from mmda_vpt.utils.model_access import PromptedBackbone, unwrap_model
 from mmda_vpt.checkpoints.trainable_state import check_trainable_fit, trainable_state_dict
 
 __all__ = [
@@ -27,10 +27,9 @@ def frozen_backbone_keys(model: nn.Module) -> Optional[Set[str]]:
     everything else (prompts, tuned biases, heads with their buffers such as BatchNorm running
     statistics) is kept. None when the model has no DAVPT backbone.
     """
-    from mmda_vpt.models.backbones.prompted_vit_mixin import PromptedViTMixin
     inner = unwrap_model(model)
     backbone = getattr(inner, 'backbone', None)
-    if not isinstance(backbone, PromptedViTMixin):
+    if not isinstance(backbone, PromptedBackbone):
         return None
     trainable = set(backbone.trainable_names())
     return {f'backbone.{k}' for k in backbone.state_dict()

@@ -18,6 +18,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
 import mmda_vpt  # noqa: F401
+from mmda_vpt.engine.hooks import ClassPromptMappingHook
 from mmda_vpt.utils.model_access import add_loss_callback
 from tests.toy_datasets import tiny_classifier_cfg
 
@@ -36,8 +37,7 @@ class DistMappingRecorderHook(Hook):
         self.feats, self.labels, self.sample_idx = [], [], []
 
     def before_train(self, runner) -> None:
-        self.mapping = next(h for h in runner.hooks
-                            if type(h).__name__ == 'ClassPromptMappingHook')
+        self.mapping = next(h for h in runner.hooks if isinstance(h, ClassPromptMappingHook))
         self.states.append(self._state())
         add_loss_callback(runner.model, 'dist_recorder', self._record)
 
