@@ -49,6 +49,7 @@ import torch  # noqa: E402
 
 import mmda_vpt  # noqa: E402,F401  (registers the components, applies the compat fixes)
 from mmda_vpt.engine.hooks import ClassPromptMappingHook  # noqa: E402
+from mmda_vpt.tune.config_paths import SHORT_NAMES, resolve_key, set_path  # noqa: E402
 from demo import data as demo_data  # noqa: E402
 from demo import pictures  # noqa: E402
 from demo.progress import DemoProgressHook, format_seconds  # noqa: E402
@@ -466,16 +467,10 @@ def _guided_lr_mult(cfg, value: float) -> None:
         _custom_key(cfg, f'backbone.prompts.{layer % depth}', lr_mult=value)
 
 
-#: What ``--tune`` and ``--ablations`` may change in a transfer config, by short name.
+#: What ``--tune`` and ``--ablations`` may change in a transfer config beyond the short names
+#: of :data:`mmda_vpt.tune.SHORT_NAMES` (``lr``, ``weight_decay``, ``beta``, ``lam``,
+#: ``patch_topk``, ``proxy_scale``, ``first_update``, ...), which set the config path they name.
 OVERRIDES: Dict[str, Callable] = dict(
-    lr=lambda cfg, v: cfg.optim_wrapper.optimizer.__setitem__('lr', v),
-    weight_decay=lambda cfg, v: cfg.optim_wrapper.optimizer.__setitem__('weight_decay', v),
-    beta=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('beta', v),
-    lam=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('lam', v),
-    patch_topk=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('patch_topk', v),
-    proxy_scale=lambda cfg, v: _hook(cfg, 'PromptMetricLossHook').__setitem__('proxy_scale', v),
-    first_update=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__(
-        'first_update', v),
     empty_cluster=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__(
         'empty_cluster', v),
     warm_start=lambda cfg, v: _hook(cfg, 'ClassPromptMappingHook').__setitem__('warm_start', v),
@@ -486,11 +481,16 @@ OVERRIDES: Dict[str, Callable] = dict(
 
 
 def apply_overrides(cfg, overrides: dict) -> None:
-    """Set the short-named values of ``overrides`` (see :data:`OVERRIDES`) in ``cfg``."""
+    """Set the short-named values of ``overrides`` (:data:`OVERRIDES` and the tuner's
+    :data:`~mmda_vpt.tune.SHORT_NAMES`) in ``cfg``."""
     for key, value in overrides.items():
-        if key not in OVERRIDES:
-            raise KeyError(f'unknown override {key!r}; known: {sorted(OVERRIDES)}')
-        OVERRIDES[key](cfg, value)
+        if key in OVERRIDES:
+            OVERRIDES[key](cfg, value)
+        elif key in SHORT_NAMES:
+            set_path(cfg, resolve_key(cfg, key), value)
+        else:
+            raise KeyError(f'unknown override {key!r}; known: {sorted(OVERRIDES)} and '
+                           f'{sorted(SHORT_NAMES)}')
 
 
 def transfer_config(method: Method, seed: int, args, size: Size, data_root: str,
