@@ -371,6 +371,7 @@ class TestInputErrors(TestCase):
             proc = subprocess.run(
                 [sys.executable, TOOL, DIGITS, '--space', 'lr=1e-3,1e-2', '--metric',
                  'accuracy/top5', '--work-dir', osp.join(tmp, 'w')], cwd=REPO,
+                env=dict(os.environ, PYTHONPATH=REPO),  # the config imports tests.toy_datasets
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 timeout=SUBPROCESS_TIMEOUT)
             self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
