@@ -101,9 +101,10 @@ def _optim_block(cal: Calibration) -> str:
     prompts' decay (the head's where the prompts get none), and each group's multiplier gives
     its decay exactly. The CLS token decays as the prompts (the authors decay every trained
     weight of more than one dimension); biases (every parameter named ``*bias*``, the tuned
-    parts included), norms and 1-D parameters get none: that part of ``paramwise_cfg`` is the
-    schedule base's (``adamw_fp16_100e_warmup10_timm-cosine.py``), whose dicts the leaf's merge
-    into.
+    parts included), norms and 1-D parameters get none: that part of ``paramwise_cfg``, and the
+    prompts' and CLS token's multiplier 1.0, is the schedule base's
+    (``adamw_fp16_100e_warmup10_timm-cosine.py``), whose dicts the leaf's merge into; a leaf
+    states the prompts' and CLS token's keys only where their multiplier is not 1.0.
     """
     base = cal.weight_decay if cal.weight_decay else cal.head_weight_decay
     keys = {'backbone.prompts': _multiplier(base, cal.weight_decay),
@@ -117,7 +118,9 @@ def _optim_block(cal: Calibration) -> str:
         '    paramwise_cfg=dict(\n',
         '        custom_keys={\n',
     ]
-    lines += [f'            {key!r}: dict(decay_mult={mult!r}),\n' for key, mult in keys.items()]
+    # The base decays the prompts and the CLS token at the base rate (multiplier 1.0).
+    lines += [f'            {key!r}: dict(decay_mult={mult!r}),\n' for key, mult in keys.items()
+              if key == 'head.fc.weight' or mult != 1.0]
     lines.append('        }))\n')
     return ''.join(lines)
 

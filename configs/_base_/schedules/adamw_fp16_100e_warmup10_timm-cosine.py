@@ -12,13 +12,18 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4),
     clip_grad=dict(type='value', clip_value=10.0),
     # No weight decay on biases (every parameter named *bias*, tuned bias parts included),
-    # norms and other 1-D parameters, as the authors' code; each config adds the custom keys
-    # of its prompts, CLS token and head weight to these (dicts merge key by key).
+    # norms and other 1-D parameters, as the authors' code; the prompts and the CLS token decay
+    # at the base rate (a config whose prompts decay otherwise restates their keys), and each
+    # config adds its head weight's key (dicts merge key by key).
     paramwise_cfg=dict(
         bias_decay_mult=0.0,
         norm_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={'bias': dict(decay_mult=0.0)}))
+        custom_keys={
+            'bias': dict(decay_mult=0.0),
+            'backbone.prompts': dict(decay_mult=1.0),
+            'backbone.cls_token': dict(decay_mult=1.0),
+        }))
 
 param_scheduler = [
     dict(

@@ -50,8 +50,6 @@ optim_wrapper = dict(
     optimizer=dict(lr=0.005, weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={
-            'backbone.prompts': dict(decay_mult=1.0),
-            'backbone.cls_token': dict(decay_mult=1.0),
             'head.fc.weight': dict(decay_mult=10.0),
         }))
 # The base's timm cosine (the authors'), from this warm-up start to this floor.
