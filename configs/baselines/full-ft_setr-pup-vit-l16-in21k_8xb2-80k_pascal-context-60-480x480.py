@@ -16,24 +16,9 @@ _base_ = [
     '../_base_/default_runtime_seg.py',
 ]
 
-crop_size = (480, 480)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    pretrained=None,
     backbone=dict(
-        type='VisionTransformer',
-        embed_dims=1024,
-        num_layers=24,
-        num_heads=16,
-        img_size=(480, 480),
-        out_indices=(8, 11, 17, 23),
-        with_cls_token=True,
-        final_norm=False,
-        patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
-        interpolate_mode='bilinear',
-        drop_rate=0.0,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_jx384_mmseg.pth')),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(320, 320)))
+        type='VisionTransformer'))
 
 # 8 GPUs x 2 images = 16 per iteration, as SETR.
 train_dataloader = dict(batch_size=2)

@@ -31,8 +31,31 @@ def _seg_aux_heads(num_classes: int) -> str:
             '        for index in range(3)\n')
 
 
+def _seg_backbone(task: SegTask) -> str:
+    """The pre-trained ViT-L/16 of every method's config of ``task``, and its slide inference."""
+    crop = task.crop
+    return f"""model = dict(
+    data_preprocessor=dict(size=({crop}, {crop})),
+    pretrained=None,
+    backbone=dict(
+        embed_dims=1024,
+        num_layers=24,
+        num_heads=16,
+        img_size=({crop}, {crop}),
+        out_indices=(8, 11, 17, 23),
+        with_cls_token=True,
+        final_norm=False,
+        patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
+        interpolate_mode='bilinear',
+        drop_rate=0.0,
+        init_cfg=dict(type='Pretrained', checkpoint={SEG_BACKBONE.checkpoint!r})),
+    test_cfg=dict(
+        mode='slide', crop_size=({crop}, {crop}), stride=({task.stride}, {task.stride})),
+"""
+
+
 def render_seg_heads_base(task: SegTask) -> str:
-    """The ``_base_`` model file of one segmentation task: mmseg's SETR-PUP with the heads.
+    """The ``_base_`` model file of one segmentation task: SETR-PUP, its ViT-L and its heads.
 
     The auxiliary heads are a list, which a config that inherits them can only replace whole,
     and their number of classes is the task's: hence one such file per task, which every
@@ -43,12 +66,13 @@ def render_seg_heads_base(task: SegTask) -> str:
         comment(f'mmseg\'s SETR-PUP with the heads of the paper\'s {task.title} configs '
                  f'({task.num_classes} classes), which every method\'s config of the task '
                  'inherits: the decode head reads the fourth backbone output and the three '
-                 'auxiliary heads (2 convolutions each, loss weight 0.4) the first three; the '
-                 'configs set the backbone (its outputs: layers 9, 12, 18 and 24, 1-based), the '
-                 'crop size and the test mode.'),
+                 'auxiliary heads (2 convolutions each, loss weight 0.4) the first three. The '
+                 'backbone is the pre-trained ViT-L/16 (its outputs: layers 9, 12, 18 and 24, '
+                 '1-based) at the task\'s crop size, with slide inference; each config sets its '
+                 'type (VisionTransformer or DAVPTViT) and its prompts.'),
         "_base_ = 'mmseg::_base_/models/setr_pup.py'\n\n",
         "norm_cfg = dict(type='SyncBN', requires_grad=True)\n",
-        'model = dict(\n',
+        _seg_backbone(task),
         f'    decode_head=dict(num_classes={task.num_classes}, in_index=3),\n',
         '    auxiliary_head=[\n',
         _seg_aux_heads(task.num_classes),
@@ -98,32 +122,17 @@ def render_seg(method: Method, task: SegTask) -> str:
     backbone_type = 'VisionTransformer' if method.full else 'DAVPTViT'
     lines.append(f"""]
 
-crop_size = ({crop}, {crop})
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    pretrained=None,
     backbone=dict(
         type={backbone_type!r},
-        embed_dims=1024,
-        num_layers=24,
-        num_heads=16,
-        img_size=({crop}, {crop}),
-        out_indices=(8, 11, 17, 23),
-        with_cls_token=True,
-        final_norm=False,
-        patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
-        interpolate_mode='bilinear',
-        drop_rate=0.0,
 """)
     if not method.full:
         lines += [line + '\n' for line in backbone_prompt_lines(method, guidance, ' ' * 8)]
     if method.hooks:
         lines += ["        prompt_init='xavier_stacked',\n",
                   f'        prompt_init_scale={SEG_PROMPT_INIT_SCALE!r},\n']
+    lines[-1] = lines[-1].rstrip(',\n') + '))\n\n'  # the backbone's last key closes it
     lines += [
-        f"        init_cfg=dict(type='Pretrained', checkpoint={SEG_BACKBONE.checkpoint!r})),\n",
-        f"    test_cfg=dict(mode='slide', crop_size=crop_size, stride=({task.stride}, "
-        f'{task.stride})))\n\n',
         '# 8 GPUs x 2 images = 16 per iteration, as SETR.\n',
         'train_dataloader = dict(batch_size=2)\n',
         'val_dataloader = dict(batch_size=1)\n',

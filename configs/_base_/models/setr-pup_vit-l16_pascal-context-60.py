@@ -3,12 +3,29 @@
 #
 # mmseg's SETR-PUP with the heads of the paper's PASCAL Context configs (60 classes), which every
 # method's config of the task inherits: the decode head reads the fourth backbone output and the
-# three auxiliary heads (2 convolutions each, loss weight 0.4) the first three; the configs set the
-# backbone (its outputs: layers 9, 12, 18 and 24, 1-based), the crop size and the test mode.
+# three auxiliary heads (2 convolutions each, loss weight 0.4) the first three. The backbone is the
+# pre-trained ViT-L/16 (its outputs: layers 9, 12, 18 and 24, 1-based) at the task's crop size, with
+# slide inference; each config sets its type (VisionTransformer or DAVPTViT) and its prompts.
 _base_ = 'mmseg::_base_/models/setr_pup.py'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
+    data_preprocessor=dict(size=(480, 480)),
+    pretrained=None,
+    backbone=dict(
+        embed_dims=1024,
+        num_layers=24,
+        num_heads=16,
+        img_size=(480, 480),
+        out_indices=(8, 11, 17, 23),
+        with_cls_token=True,
+        final_norm=False,
+        patch_bias=True,  # Google / timm ViTs have a patch-embedding bias
+        interpolate_mode='bilinear',
+        drop_rate=0.0,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vit-l16_jx384_mmseg.pth')),
+    test_cfg=dict(
+        mode='slide', crop_size=(480, 480), stride=(320, 320)),
     decode_head=dict(num_classes=60, in_index=3),
     auxiliary_head=[
         dict(
