@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 from optuna.trial import TrialState
 
-from mmda_vpt.apis import build_runner, library_of, merge_train_args
+from mmda_vpt.apis import build_runner, build_train_parser, library_of, merge_train_args
 from ._report_hook import TrialReportHook
 from .config_paths import PathKey, option_path, resolve_key, set_path, tied_paths
 from .metrics import evaluator_metrics
@@ -62,11 +62,9 @@ def train_args(config: str, work_dir: str,
     Returns:
         argparse.Namespace: The options.
     """
-    return argparse.Namespace(
-        config=config, work_dir=work_dir, resume=None, amp=False, no_validate=False,
-        auto_scale_lr=False, no_pin_memory=False, no_persistent_workers=False,
-        cfg_options=None if cfg_options is None else dict(cfg_options), launcher='none',
-        local_rank=0)
+    args = build_train_parser().parse_args([config, '--work-dir', work_dir])
+    args.cfg_options = None if cfg_options is None else dict(cfg_options)
+    return args
 
 
 def _close_file_handlers(logger: logging.Logger) -> None:

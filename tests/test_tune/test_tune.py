@@ -5,7 +5,6 @@ The searches train the tiny DA-VPT classifier of tests/data/configs/toy_davpt_di
 epochs of 10 iterations per trial) and the tiny segmentor of toy_davpt_seg.py (4 iterations);
 the input checks and the presets run on the paper's configs without training.
 """
-import argparse
 import os
 import os.path as osp
 import pickle
@@ -24,9 +23,8 @@ from optuna.trial import TrialState
 
 from mmda_vpt import tune
 from mmda_vpt.apis import build_runner, merge_train_args
-from mmda_vpt.apis.cli import add_common_args
+from mmda_vpt.apis.cli import build_train_parser
 from mmda_vpt.tune._report_hook import TrialReportHook
-from mmda_vpt.tune.search import train_args
 from mmda_vpt.tune.spec import spec_from_plain, spec_to_plain
 from tests.utils import REPO, SUBPROCESS_TIMEOUT
 
@@ -309,12 +307,10 @@ class TestSearch(TestCase):
         best = self.result.files['best_config']
         with open(best) as f:
             header = next(line for line in f if 'add: --cfg-options ' in line)
-        # The header's options, read as tools/train.py's --cfg-options reads them.
-        parser = argparse.ArgumentParser()
-        add_common_args(parser)
-        carve = parser.parse_args(
-            ['--cfg-options', *shlex.split(header.split('add: --cfg-options ', 1)[1])])
-        args = train_args(best, osp.join(self._tmp.name, 'retrain'), carve.cfg_options)
+        # The header's options, read as tools/train.py reads them.
+        args = build_train_parser().parse_args(
+            [best, '--work-dir', osp.join(self._tmp.name, 'retrain'), '--cfg-options',
+             *shlex.split(header.split('add: --cfg-options ', 1)[1])])
         cfg = merge_train_args(Config.fromfile(best), args)
         self.assertEqual(cfg.train_dataloader.dataset.indices, (0, 240))
         runner = build_runner(cfg)
