@@ -1,15 +1,21 @@
 """The demo's pictures (PNG, matplotlib): attention maps, class-to-prompt maps, loss curves and
 a segmentation overlay. Every function draws what the run recorded; nothing is computed here.
+The attention and map pictures are :mod:`mmda_vpt.visualization`'s, the ones
+``PromptVisualizationHook`` sends to TensorBoard during training.
 """
 import json
 import os.path as osp
+import textwrap
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mmda_vpt.visualization import (attention_rows, draw_attention, draw_class_prompt_map,
+                                    save_image)
+
 __all__ = [
-    'read_scalars', 'plot_attention', 'plot_prompt_maps', 'plot_loss_curves',
-    'plot_seg_overlay', 'plot_pretrain_curve'
+    'read_scalars', 'plot_attention', 'plot_prompt_maps', 'read_tensorboard_images',
+    'plot_loss_curves', 'plot_seg_overlay', 'plot_pretrain_curve'
 ]
 
 
@@ -32,113 +38,96 @@ def read_scalars(path: str) -> List[dict]:
     return records
 
 
-def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
-    """Nearest upsampling of an (h, w) map to (size, size)."""
-    h, w = grid.shape
-    return np.kron(grid, np.ones((size // h, size // w)))
-
-
 def plot_attention(out: str, captures: Dict[str, dict], methods: Sequence[str],
                    titles: Dict[str, str]) -> None:
     """The paper's Fig. 3 on the demo: attention of the CLS token and of every prompt over the
     patches, in a shallow and a guided layer, one row per image and method.
 
+    Drawn by :func:`mmda_vpt.visualization.draw_attention`, the picture
+    ``PromptVisualizationHook`` sends to TensorBoard.
+
     Args:
         out: PNG path.
-        captures: Per method, what ``capture_attention`` returned: ``images`` (B, H, W),
-            ``labels``, ``preds``, ``layers`` (shallow, guided), ``maps_<layer>``
-            (B, 1 + M, h, w) and optionally ``class_to_prompt``.
+        captures: Per method, what ``capture_attention`` of the demo returned: what
+            :func:`mmda_vpt.visualization.capture_attention` returns, with ``labels`` and
+            optionally ``class_to_prompt``.
         methods: Methods to draw, in order (e.g. VPT-Deep then DA-VPT).
         titles: Display name of every method.
     """
-    plt = _pyplot()
+    rows = []
     first = captures[methods[0]]
-    layers = [int(v) for v in first['layers']]
-    num_images = len(first['labels'])
-    rows_per_image = len(methods)
-    counts = [captures[methods[0]][f'maps_{layer}'].shape[1] for layer in layers]
-    columns = 1 + sum(counts)
-    fig, axes = plt.subplots(num_images * rows_per_image, columns,
-                             figsize=(1.15 * columns, 1.3 * num_images * rows_per_image),
-                             squeeze=False)
-    for i in range(num_images):
-        for j, method in enumerate(methods):
+    layers = first['layers']
+    for i in range(len(first['labels'])):
+        for method in methods:
             cap = captures[method]
-            row = axes[i * rows_per_image + j]
-            image = cap['images'][i]
-            size = image.shape[-1]
             label, pred = int(cap['labels'][i]), int(cap['preds'][i])
-            row[0].imshow(image, cmap='gray')
-            row[0].set_title(f'{titles[method]}\nlabel {label}, pred {pred}', fontsize=6)
-            positive = None
+            highlight = None
             if cap.get('class_to_prompt') is not None:
-                positive = int(cap['class_to_prompt'][label])
-            col = 1
-            for layer, count in zip(layers, counts):
-                maps = cap[f'maps_{layer}'][i]
-                for k in range(count):
-                    ax = row[col]
-                    ax.imshow(image, cmap='gray')
-                    grid = maps[k] / max(float(maps[k].max()), 1e-12)
-                    ax.imshow(_upsample(grid, size), cmap='jet', alpha=0.55, vmin=0, vmax=1)
-                    name = 'CLS' if k == 0 else f'p{k - 1}'
-                    if k > 0 and positive == k - 1 and layer == layers[-1]:
-                        name = f'*p{k - 1}'
-                    ax.set_title(f'L{layer} {name}', fontsize=6)
-                    col += 1
-            for ax in row:
-                ax.set_xticks([])
-                ax.set_yticks([])
-    fig.suptitle('Attention of the CLS token and of the prompts over the patches '
-                 f'(layer {layers[0]}: shallow, layer {layers[-1]}: guided; *p: the prompt of '
-                 "the image's class)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+                highlight = [int(cap['class_to_prompt'][label])]
+            row, = attention_rows(dict(cap, images=[cap['images'][i]],
+                                       maps={k: v[i:i + 1] for k, v in cap['maps'].items()}),
+                                  [f'{titles[method]}\nlabel {label}, pred {pred}'], highlight,
+                                  guided=layers[-1:])
+            rows.append(row)
+    save_image(draw_attention(rows, title='Attention of the CLS token and of the prompts over '
+                              f'the patches (layer {layers[0]}: shallow, layer {layers[-1]}: '
+                              "guided; *p: the prompt of the image's class)", dpi=130), out)
 
 
 def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts: int,
                      class_names: Optional[Sequence[str]] = None) -> None:
-    """Class-to-prompt maps over the epochs, one panel per run.
+    """The class-to-prompt maps before and after training, side by side: one panel per distinct
+    map, its title naming the runs that share it.
+
+    Every panel is :func:`mmda_vpt.visualization.draw_class_prompt_map`'s picture, the one
+    ``PromptVisualizationHook`` sends to TensorBoard (where every update of a run is a step).
 
     Args:
         out: PNG path.
         maps_by_run: Per run, ``[(epoch, class_to_prompt list), ...]``; epoch 0 is the map
-            before training.
-        num_prompts: M, for the colour scale.
+            before training. The first and the last are drawn.
+        num_prompts: M, the prompts (columns).
         class_names: The row labels. Defaults to None (the class indices).
     """
-    plt = _pyplot()
-    runs = [name for name, maps in maps_by_run.items() if maps]
-    if not runs:
+    groups: Dict[tuple, List[str]] = {}
+    for name, maps in maps_by_run.items():
+        if not maps:
+            continue
+        for epoch, mapping in (maps[0], maps[-1]) if len(maps) > 1 else (maps[0], ):
+            when = 'before training' if epoch == 0 else f'after epoch {epoch}'
+            groups.setdefault((when, tuple(mapping)), []).append(name)
+    if not groups:
         return
-    cols = min(len(runs), 3)
-    rows = -(-len(runs) // cols)
-    num_classes = len(next(iter(maps_by_run[runs[0]]))[1])
-    height = 3.0 * max(1.0, num_classes / 10)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height * rows), squeeze=False)
-    for ax in axes.flat[len(runs):]:
-        ax.axis('off')
-    for ax, name in zip(axes.flat, runs):
-        maps = maps_by_run[name]
-        grid = np.array([m for _, m in maps]).T  # classes x epochs
-        ax.imshow(grid, cmap='tab10', vmin=0, vmax=9, aspect='auto', interpolation='nearest')
-        for (c, e), value in np.ndenumerate(grid):
-            ax.text(e, c, str(value), ha='center', va='center', fontsize=7, color='white')
-        ax.set_xticks(range(len(maps)))
-        ax.set_xticklabels([str(epoch) for epoch, _ in maps], fontsize=7)
-        ax.set_yticks(range(grid.shape[0]))
-        if class_names is not None:
-            ax.set_yticklabels(class_names, fontsize=6)
-        ax.set_xlabel('after epoch (0: initial k-means)', fontsize=8)
-        ax.set_ylabel('class', fontsize=8)
-        ax.set_title(name, fontsize=9)
-    inches = height * rows  # the title's room at the top, whatever the figure's height
-    fig.suptitle(f'Class-to-prompt map (prompt index of every class, M = {num_prompts})',
-                 fontsize=9, y=1 - 0.08 / inches, va='top')
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.28 / inches))
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+    panels = []
+    for (when, mapping), names in groups.items():
+        runs = textwrap.fill(', '.join(names), 44, break_on_hyphens=False)
+        panels.append(draw_class_prompt_map(list(mapping), num_prompts, class_names,
+                                            title=f'{when}: {runs}'))
+    height = max(p.shape[0] for p in panels)
+    width = max(p.shape[1] for p in panels)
+    panels = [np.pad(p, ((0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)),
+                     constant_values=255) for p in panels]
+    per_row = min(3, len(panels))
+    panels += [np.full_like(panels[0], 255)] * (-len(panels) % per_row)
+    rows = [np.concatenate(panels[i:i + per_row], axis=1)
+            for i in range(0, len(panels), per_row)]
+    save_image(np.concatenate(rows, axis=0), out)
+
+
+def read_tensorboard_images(folder: str) -> Dict[str, tuple]:
+    """The last picture of every image tag of the TensorBoard event files in ``folder``, read
+    with tensorboard's own reader: ``{tag: (step, (H, W, 3) uint8 RGB)}``."""
+    import cv2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    accumulator = EventAccumulator(folder, size_guidance={'images': 0})
+    accumulator.Reload()
+    found = {}
+    for tag in accumulator.Tags().get('images', []):
+        event = accumulator.Images(tag)[-1]
+        image = cv2.imdecode(np.frombuffer(event.encoded_image_string, np.uint8),
+                             cv2.IMREAD_COLOR)
+        found[tag] = (event.step, image[..., ::-1])
+    return found
 
 
 def _train_series(records: List[dict], key: str):

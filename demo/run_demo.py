@@ -50,6 +50,8 @@ import torch  # noqa: E402
 import mmda_vpt  # noqa: E402,F401  (registers the components, applies the compat fixes)
 from mmda_vpt.engine.hooks import ClassPromptMappingHook  # noqa: E402
 from mmda_vpt.tune.config_paths import SHORT_NAMES, resolve_key, set_path  # noqa: E402
+from mmda_vpt.visualization import capture_attention as shared_capture_attention  # noqa: E402
+from mmda_vpt.visualization import save_image  # noqa: E402
 from demo import data as demo_data  # noqa: E402
 from demo import pictures  # noqa: E402
 from demo.progress import DemoProgressHook, format_seconds  # noqa: E402
@@ -419,30 +421,20 @@ def pretrain(args, size: Size, data_root: str) -> tuple:
 
 # ------------------------------------------------------------------------------ 2. transfer
 def capture_attention(runner, digits: Sequence[int], shallow: int) -> dict:
-    """Attention maps of the CLS token and the prompts on a few test images (eval mode)."""
+    """Attention maps of the CLS token and the prompts on a few test images (eval mode), by
+    :func:`mmda_vpt.visualization.capture_attention`, as ``PromptVisualizationHook`` records
+    them."""
     from mmengine.dataset import pseudo_collate
-    model = runner.model
-    model.eval()
-    backbone = model.backbone
+    backbone = runner.model.backbone
     dataset = runner.test_dataloader.dataset
     labels = [int(dataset.get_data_info(i)['gt_label']) for i in range(len(dataset))]
     wanted = [d for d in digits if d in labels]
     wanted += [d for d in dict.fromkeys(labels) if d not in wanted][:len(digits) - len(wanted)]
     indices = [labels.index(d) for d in wanted]
-    batch = pseudo_collate([dataset[i] for i in indices])
-    data = model.data_preprocessor(batch, False)
     guided = backbone.guided_layers[-1] if backbone.guided_layers else len(backbone.layers) - 1
-    layers = (shallow, guided)
-    with torch.no_grad(), backbone.record_attention(layers) as maps:
-        logits = model(data['inputs'], mode='tensor')
-    side = int(round(np.sqrt(backbone.patch_resolution[0] * backbone.patch_resolution[1])))
-    out = dict(images=np.stack([b.numpy()[0] for b in batch['inputs']]),
-               labels=np.array([labels[i] for i in indices]),
-               preds=logits.argmax(-1).numpy(), layers=np.array(layers))
-    patches = side * side
-    for layer in layers:
-        attn = maps[layer].mean(dim=1)[:, :, -patches:]  # (B, 1 + M, N), mean over heads
-        out[f'maps_{layer}'] = attn.reshape(attn.shape[0], attn.shape[1], side, side).numpy()
+    out = shared_capture_attention(runner.model, pseudo_collate([dataset[i] for i in indices]),
+                                   (shallow, guided))
+    out['labels'] = np.array([labels[i] for i in indices])
     mapping_hook = next((h for h in runner.hooks if isinstance(h, ClassPromptMappingHook)), None)
     if getattr(mapping_hook, 'class_to_prompt', None) is not None:
         out['class_to_prompt'] = mapping_hook.class_to_prompt.numpy()
@@ -730,6 +722,7 @@ def draw_transfer(out: str, transfer: dict, pretrain_meta: dict,
         path = osp.join(out, 'class_to_prompt_map.png')
         pictures.plot_prompt_maps(path, maps, num_prompts, class_names)
         written.append(path)
+    written += read_back_tensorboard(out, transfer)
     curves = {}
     for key in ('linear', 'vpt_deep', 'davpt', 'davpt_plus'):
         runs = transfer['results'].get(key, [])
@@ -743,6 +736,25 @@ def draw_transfer(out: str, transfer: dict, pretrain_meta: dict,
         path = osp.join(out, 'pretrain_loss.png')
         pictures.plot_pretrain_curve(path, pretrain_meta['scalars'])
         if osp.isfile(path):
+            written.append(path)
+    return written
+
+
+def read_back_tensorboard(out: str, transfer: dict) -> List[str]:
+    """The first DA-VPT run's last map and attention pictures, read back from the TensorBoard
+    event file its PromptVisualizationHook wrote (``tensorboard_*.png``)."""
+    runs = transfer['results'].get('davpt', [])
+    if not runs or not runs[0].scalars:
+        return []
+    found = pictures.read_tensorboard_images(osp.dirname(runs[0].scalars))
+    attention = sorted((t for t in found if t.startswith('prompt_attention_')),
+                       key=lambda t: int(t.rsplit('_', 1)[1]))
+    written = []
+    for tag, name in (('class_to_prompt_map', 'tensorboard_class_to_prompt_map.png'),
+                      (attention[0] if attention else None, 'tensorboard_prompt_attention.png')):
+        if tag in found:
+            path = osp.join(out, name)
+            save_image(found[tag][1], path)
             written.append(path)
     return written
 

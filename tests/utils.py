@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from unittest import TestCase, mock
 
 import numpy as np
@@ -175,3 +175,12 @@ def missing_augreg_message(path: str) -> str:
             'by: python tools/model_converters/convert_vit.py model.safetensors '
             f'{path} --src-format safetensors --dst mmpretrain (see README "Pre-trained '
             'checkpoints")')
+
+
+def attention_figure_shape(columns: int, heights: Tuple[int, ...] = (96, ),
+                           title: bool = False) -> Tuple[int, int, int]:
+    """The (H, W, 3) of a ``draw_attention`` picture: ``columns`` panels a row, rows of panels
+    ``heights`` pixels high (a 96-pixel-wide panel of a square image is 96 high)."""
+    from mmda_vpt.visualization.attention_figure import GAP, PANEL, TITLE_BAND, TOP_BAND
+    height = (TOP_BAND if title else 0) + sum(TITLE_BAND + h + GAP for h in heights) + GAP
+    return height, GAP + columns * (PANEL + GAP), 3

@@ -142,4 +142,11 @@ custom_hooks = [
     dict(type='ClassPromptMappingHook', samples_per_class=10),
     dict(type='PromptMetricLossHook', beta=0.05, lam=0.05),
     dict(type='TrainableCheckpointHook'),
+    # The class-to-prompt map and the attention of the CLS token and of the prompts on 4
+    # validation images, at the start and after every validation, with the map updates'
+    # numbers: to the visualizer's backends (work_dirs/<run>/<time>/vis_data/).
+    dict(type='PromptVisualizationHook', num_images=4),
 ]
+# To watch them in TensorBoard (pip install tensorboard; tensorboard --logdir work_dirs):
+# visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+#                                 dict(type='TensorboardVisBackend')])

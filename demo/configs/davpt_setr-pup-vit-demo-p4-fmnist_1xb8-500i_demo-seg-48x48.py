@@ -127,5 +127,9 @@ custom_hooks = [
     dict(type='ClassPromptMappingHook', samples_per_class=10, interval=100),
     dict(type='PromptMetricLossHook', beta=0.1, lam=0.1, margin=0.1, alpha=32,
          pos_reduction='with_positives', prompt_tap='query', patch_tap='attn', patch_topk=None),
+    # The map and the attention on the held-out images, at the start and the end.
+    dict(type='PromptVisualizationHook', num_images=2),
 ]
+visualizer = dict(
+    vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
 randomness = dict(seed=0, deterministic=False)

@@ -22,4 +22,7 @@ custom_hooks = [
     dict(type='PromptMetricLossHook', beta=0.003, lam=0.003, margin=0.1, alpha=32,
          proxy_scale=1.0, pos_reduction='with_positives', prompt_tap='query', patch_tap='attn',
          patch_topk=16, log_grad_norms=40),
+    # The map and the CLS token's and prompts' attention on 4 validation
+    # (else test) images, in TensorBoard.
+    dict(type='PromptVisualizationHook', num_images=4),
 ]

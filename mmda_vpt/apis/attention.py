@@ -1,21 +1,19 @@
 """Attention maps of one image through a trained DA-VPT model, and their figure.
 
-The image goes through the config's test pipeline and the model's data preprocessor; the
-backbone's ``record_attention`` gives, per chosen layer, the attention of the CLS token and of
-the prompts over the patches (mean over heads).
+The image goes through the config's test pipeline and
+:func:`~mmda_vpt.visualization.capture_attention` (the model's data preprocessor, the backbone's
+``record_attention``): per chosen layer, the attention of the CLS token and of the prompts over
+the patches (mean over heads). The figure is :func:`~mmda_vpt.visualization.draw_attention`'s.
 """
-import os
-import os.path as osp
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import DefaultScope
 
-from mmda_vpt.utils.model_access import get_davpt_backbone
+from mmda_vpt.visualization import AttentionRow, capture_attention, draw_attention, save_image
 from .runner import library_of
 
 __all__ = ['attention_maps', 'draw_attention_maps']
@@ -51,79 +49,37 @@ def attention_maps(model: nn.Module, image: str, layers: Optional[Sequence[int]]
         the CLS token's row, then every prompt's, over the patches (mean over heads).
 
     Raises:
-        ValueError: If no config is given and the model has none.
+        ValueError: If no config is given and the model has none, or a layer is out of range.
     """
     cfg = cfg if cfg is not None else getattr(model, 'cfg', None)
     if cfg is None:
         raise ValueError('attention_maps needs the config of the model: pass cfg=, or load '
                          'the model with mmda_vpt.apis.load_model (it sets model.cfg)')
-    backbone = get_davpt_backbone(model, 'attention_maps')
-    num_layers = len(backbone.layers)
-    if layers is None:
-        layers = backbone.guided_layers or (num_layers - 1, )
-    layers = [layer % num_layers if -num_layers <= layer < num_layers else layer
-              for layer in layers]
     batch = pseudo_collate([_pipeline(cfg)(dict(img_path=image))])
-    inputs = model.data_preprocessor(batch, False)['inputs']
-    with torch.no_grad(), backbone.record_attention(layers) as maps:
-        backbone(inputs)
-        _, grid = backbone.patch_embed(inputs)  # the patch grid, padding included
-    stride = backbone.patch_embed.projection.stride
-    raw = batch['inputs'][0].cpu().numpy().transpose(1, 2, 0)
-    pre = model.data_preprocessor
-    if getattr(pre, '_channel_conversion', getattr(pre, 'channel_conversion', False)):
-        raw = raw[..., ::-1]
-    shown = np.zeros((grid[0] * stride[0], grid[1] * stride[1], 3), dtype=np.uint8)
-    height, width = min(raw.shape[0], shown.shape[0]), min(raw.shape[1], shown.shape[1])
-    shown[:height, :width] = raw[:height, :width]
-    out = dict(image=shown, layers=np.array(layers), prefix=np.array(backbone.num_prefix_tokens))
-    patches = grid[0] * grid[1]
-    for layer in layers:
-        attn = maps[layer][0].float().mean(dim=0)[:, -patches:]  # (1 + M, N)
-        out[f'maps_{layer}'] = attn.reshape(attn.shape[0], *grid).cpu().numpy()
+    captured = capture_attention(model, batch, layers)
+    out = dict(image=captured['images'][0], layers=np.array(captured['layers']),
+               prefix=np.array(captured['prefix']))
+    for layer in captured['layers']:
+        out[f'maps_{layer}'] = captured['maps'][layer][0]
     return out
 
 
-def draw_attention_maps(captured: Dict[str, np.ndarray], out: str, prompts: int = 4) -> None:
+def draw_attention_maps(captured: Dict[str, np.ndarray], out: str,
+                        prompts: Optional[int] = 4) -> None:
     """Write the figure of what :func:`attention_maps` returned to ``out`` (PNG).
 
-    One row per layer: the input, the CLS token's map, then the maps of the first ``prompts``
-    prompts, each over the input.
+    The picture of :func:`~mmda_vpt.visualization.draw_attention` (the one
+    ``PromptVisualizationHook`` sends to the visualizer): the input, then for every layer the
+    CLS token's map and the maps of the first ``prompts`` prompts, each over the input.
 
     Args:
         captured (dict): What :func:`attention_maps` returned.
         out (str): The PNG file.
-        prompts (int): Prompts drawn per layer (the first ones). Defaults to 4.
+        prompts (int, optional): Prompts drawn per layer (the first ones). Defaults to 4; None
+            for all.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    image = captured['image']
     layers = [int(v) for v in captured['layers']]
-    prefix = int(captured['prefix'])
-    counts = [prefix + min(prompts, captured[f'maps_{layer}'].shape[0] - prefix)
-              for layer in layers]
-    columns = 1 + max(counts)
-    fig, axes = plt.subplots(len(layers), columns, figsize=(2.2 * columns, 2.4 * len(layers)),
-                             squeeze=False)
-    height, width = image.shape[:2]
-    for row, (layer, count) in enumerate(zip(layers, counts)):
-        maps = captured[f'maps_{layer}']
-        axes[row, 0].imshow(image)
-        axes[row, 0].set_title(f'layer {layer}')
-        for col in range(1, columns):
-            ax = axes[row, col]
-            if col > count:
-                ax.axis('off')
-                continue
-            ax.imshow(image)
-            ax.imshow(maps[col - 1], cmap='jet', alpha=0.5, extent=(0, width, height, 0),
-                      interpolation='nearest')
-            ax.set_title('CLS' if col <= prefix else f'prompt {col - 1 - prefix}')
-        for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    row = AttentionRow(image=captured['image'],
+                       maps={layer: captured[f'maps_{layer}'] for layer in layers},
+                       prefix=int(captured['prefix']))
+    save_image(draw_attention([row], prompts=prompts), out)

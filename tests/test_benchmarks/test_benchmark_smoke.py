@@ -141,3 +141,24 @@ class TestClassClusteringTiming(TestCase):
         self.assertEqual(set(timing), {'initial_ms', 'update_ms', 'update_ms_min', 'changed'})
         self.assertGreater(timing['initial_ms'], 0)
         self.assertGreater(timing['update_ms'], 0)
+
+
+class TestVisualizationCostBenchmark(TestCase):
+
+    def test_structure(self):
+        from benchmarks import visualization_cost
+        with tempfile.TemporaryDirectory() as tmp:
+            out = osp.join(tmp, 'vis')
+            results = visualization_cost.main(['--quick', '--out', out])
+            self.assertEqual([r['model'] for r in results], ['demo'])
+            (result, ) = results
+            self.assertEqual((result['images'], result['classes'], result['prompts']), (4, 10, 5))
+            for key in ('forward', 'pictures', 'send', 'val_image', 'total'):
+                self.assertGreater(result['ms'][key], 0, key)
+            self.assertAlmostEqual(result['ms']['total'],
+                                   result['ms']['pictures'] + result['ms']['send'])
+            with open(out + '.json') as f:
+                self.assertEqual(json.load(f)[0]['ms'], result['ms'])
+            with open(out + '.md') as f:
+                self.assertIn("| the demo's ViT (6 x 64, 28x28 grey) | 4, 10 classes x 5 prompts |",
+                              f.read())

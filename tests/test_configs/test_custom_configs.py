@@ -9,6 +9,7 @@ predict the same from both, :func:`mmda_vpt.apis.export_checkpoint` must write a
 strictly without ``init_cfg``, and bad inputs must fail with their one-line errors.
 """
 import copy
+import glob
 import logging
 import os
 import os.path as osp
@@ -30,7 +31,7 @@ from mmda_vpt.apis import (attention_maps, build_model, build_test_parser, draw_
                            export_checkpoint, load_model, merge_test_args, run_test)
 from mmda_vpt.checkpoints.base_weights import PRETRAINED_DIR_ENV, is_base_weights_key
 from mmda_vpt.engine.hooks import TrainableCheckpointHook
-from tests.utils import REPO, run_tool
+from tests.utils import REPO, attention_figure_shape, run_tool
 
 pytestmark = pytest.mark.slow  # runners and subprocesses
 
@@ -282,6 +283,33 @@ class TestCustomConfigs(TestCase):
                     self.assertEqual(tuple(sample.pred_sem_seg.data.shape), (1, 40, 48))
                     self.assertEqual(inferencer.model.dataset_meta['classes'], SEG_CLASSES)
 
+    def test_pictures_through_tools_train(self):
+        # The README's lines: the config plus TensorBoard beside the local files.
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        for host, indices in (('cls', [0, 2, 3, 5]), ('seg', [0, 1])):
+            with self.subTest(host=host):
+                run = _RUNS[host]
+                config = osp.join(run.root, 'with_tensorboard.py')
+                with open(config, 'w') as f:
+                    f.write("_base_ = ['config.py']\n"
+                            "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),\n"
+                            "                                dict(type='TensorboardVisBackend')])\n")
+                work_dir = osp.join(run.root, 'tools_train')
+                result = run_tool('train.py', [config, '--work-dir', work_dir], cwd=run.root)
+                self.assertEqual(result.returncode, 0, result.stdout[-6000:])
+                vis_data, = glob.glob(osp.join(work_dir, '*', 'vis_data'))
+                # 4 of the validation images spread (cls: 6, seg: 2), before training and
+                # after the validation at iteration 3.
+                names = ['class_to_prompt_map'] + [f'prompt_attention_{i}' for i in indices]
+                expected = sorted(f'{n}_{step}.png' for n in names for step in (0, 3))
+                self.assertEqual(sorted(os.listdir(osp.join(vis_data, 'vis_image'))), expected)
+                events = EventAccumulator(vis_data, size_guidance={'images': 0})
+                events.Reload()
+                self.assertEqual(sorted(events.Tags()['images']), sorted(names))
+                for name in names:
+                    self.assertEqual([e.step for e in events.Images(name)], [0, 3])
+                self.assertIn('prompt_map/classes_moved', events.Tags()['scalars'])
+
     def test_label_value_beyond_the_classes(self):
         with tempfile.TemporaryDirectory() as tmp:
             write_seg_tree(tmp, bad_value=7)
@@ -464,8 +492,11 @@ class TestTrainableCheckpoints(TestCase):
                 self.assertEqual(captured['image'].shape, (grid[0] * 8, grid[1] * 8, 3))
                 out = osp.join(run.root, 'attention', f'{host}.png')
                 draw_attention_maps(captured, out, prompts=1)
-                # One row per layer: the input, the CLS token's map and one prompt's, 100 dpi.
-                self.assertEqual(cv2.imread(out).shape, (240 * len(guided), 660, 3))
+                # One row: the input, then per layer the CLS token's map and one prompt's
+                # (seg: a 32x40 input, 96 x 77 pixels a panel).
+                self.assertEqual(cv2.imread(out).shape,
+                                 attention_figure_shape(1 + 2 * len(guided),
+                                                        (96 if host == 'cls' else 77, )))
 
     def test_show_attention_tool(self):
         run = _RUNS['cls']
@@ -475,7 +506,7 @@ class TestTrainableCheckpoints(TestCase):
                            '-1', '--prompts', '2'], cwd=run.root)
         self.assertEqual(result.returncode, 0, result.stdout[-6000:])
         self.assertIn(f'attention maps of layers [0, 1] written to {out}', result.stdout)
-        self.assertEqual(cv2.imread(out).shape, (480, 880, 3))
+        self.assertEqual(cv2.imread(out).shape, attention_figure_shape(1 + 2 * 3))  # 2 layers
 
     def _assert_trained(self, model: torch.nn.Module, run: _Run) -> None:
         """Every weight of ``model`` is the trained model's (head, prompts and frozen base)."""

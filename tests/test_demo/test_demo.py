@@ -321,7 +321,9 @@ class TestQuickRun(TestCase):
 
             self.assertTrue(np.isfinite(summary['segmentation']['mIoU']))
             for name in ('attention_vpt-deep_vs_davpt.png', 'class_to_prompt_map.png',
-                         'loss_curves.png', 'segmentation_overlay.png'):
+                         'loss_curves.png', 'segmentation_overlay.png',
+                         'tensorboard_class_to_prompt_map.png',
+                         'tensorboard_prompt_attention.png'):
                 path = osp.join(tmp, 'out', name)
                 self.assertGreater(os.path.getsize(path), 10_000, name)
             with open(osp.join(tmp, 'out', 'results.json')) as f:

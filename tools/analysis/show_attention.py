@@ -2,8 +2,9 @@
 
 The model is built from CONFIG and loaded strictly from CHECKPOINT (full, trainable-only or
 exported) by :func:`mmda_vpt.apis.load_model`; :func:`mmda_vpt.apis.attention_maps` records the
-attention of the CLS token and of the prompts over the patches. One row per layer: the input,
-the CLS token's map, then the maps of the first ``--prompts`` prompts, each over the input.
+attention of the CLS token and of the prompts over the patches. The picture is the one
+``PromptVisualizationHook`` sends to TensorBoard during training: the input, then for every layer
+the CLS token's map and the maps of the first ``--prompts`` prompts, each over the input.
 
 Examples::
 

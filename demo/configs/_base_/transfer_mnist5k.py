@@ -85,3 +85,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=-1, save_last=False))
 randomness = dict(seed=0, deterministic=False)
+
+# Scalars and pictures (PromptVisualizationHook's, in the configs that add it) go to
+# vis_data/ as files and as TensorBoard events (`tensorboard --logdir work_dirs/demo`).
+visualizer = dict(
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])

@@ -63,8 +63,10 @@ class PromptMetricLossHook(Hook):
             the gradient of each loss term (``ce``: the model's own losses; ``ml_patch``;
             ``ml_cls``, weighted as optimized) on the prompts of each guided layer
             (``train/grad_norm/<term>/layer<i>``) and of the cross-entropy on the head's
-            trainable parameters (``train/grad_norm/ce/head``). Each logged step costs one
-            extra backward per term. Defaults to None (off).
+            trainable parameters (``train/grad_norm/ce/head``). mmengine's log processor
+            sends them, with the losses, to the visualizer's backends (TensorBoard, ...), beside
+            :class:`PromptVisualizationHook`'s ``prompt_map/*`` scalars. Each logged step costs
+            one extra backward per term. Defaults to None (off).
     """
 
     priority = 'NORMAL'

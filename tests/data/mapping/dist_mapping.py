@@ -6,6 +6,7 @@ trains a tiny DAVPTViT classifier for two epochs on 101 of scikit-learn's digits
 DefaultSampler pads one sample) and writes ``WORK_DIR/rank{r}.pth``: per epoch the hook's map,
 centroids and class features, and the detached final CLS features, labels and ``sample_idx`` of
 every training sample this rank saw, so that the test can redo the clustering on the union.
+With ``--visualize`` a PromptVisualizationHook draws 2 test images too (rank 0 only).
 """
 import argparse
 import os
@@ -68,10 +69,18 @@ class DistMappingRecorderHook(Hook):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('work_dir')
+    parser.add_argument('--visualize', action='store_true',
+                        help='add PromptVisualizationHook (pictures of 2 test images)')
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = dict(type='DigitsDataset', indices=(0, NUM_SAMPLES),
                    pipeline=[dict(type='PackInputs')])
+    extra = {}
+    if args.visualize:  # the test set only serves the pictures: the training stays the same
+        extra = dict(test_dataloader=dict(
+            dataset=dict(dataset, indices=(NUM_SAMPLES, NUM_SAMPLES + 20)), batch_size=8,
+            num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False)),
+            test_cfg=dict(), test_evaluator=dict(type='Accuracy'))
     runner = Runner(
         model=tiny_classifier_cfg(num_prompts=2, num_guided_prompts=3),
         work_dir=args.work_dir,
@@ -84,13 +93,14 @@ def main() -> None:
                  pipeline=[dict(type='PackInputs')]),
             dict(type='PromptMetricLossHook'),
             dict(type='DistMappingRecorderHook', out=args.work_dir),
-        ],
+        ] + ([dict(type='PromptVisualizationHook', num_images=2)] if args.visualize else []),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=10**6)),
         launcher='pytorch',
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         default_scope='mmpretrain',
         randomness=dict(seed=0),
-        log_level='WARNING')
+        log_level='WARNING',
+        **extra)
     runner.train()
 
 
