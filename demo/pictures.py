@@ -5,6 +5,7 @@ The attention and map pictures are :mod:`mmda_vpt.visualization`'s, the ones
 """
 import json
 import os.path as osp
+import re
 import textwrap
 from typing import Dict, List, Optional, Sequence
 
@@ -71,7 +72,30 @@ def plot_attention(out: str, captures: Dict[str, dict], methods: Sequence[str],
             rows.append(row)
     save_image(draw_attention(rows, title='Attention of the CLS token and of the prompts over '
                               f'the patches (layer {layers[0]}: shallow, layer {layers[-1]}: '
-                              "guided; *p: the prompt of the image's class)", dpi=130), out)
+                              "guided; *p: the prompt of the image's class)"), out)
+
+
+def _runs_label(names: Sequence[str]) -> str:
+    """``['DA-VPT seed0', 'DA-VPT seed1', 'DA-VPT+ seed3']`` -> ``'DA-VPT seeds 0-1; DA-VPT+
+    seed 3'``."""
+    runs: Dict[str, list] = {}
+    for name in names:
+        method, _, run = name.rpartition(' ')
+        runs.setdefault(method, []).append(run)
+    parts = []
+    for method, labels in runs.items():
+        seeds = [re.fullmatch(r'seed(\d+)', label) for label in labels]
+        if not all(seeds):
+            parts.append(f'{method} {", ".join(labels)}')
+            continue
+        numbers = sorted(int(m.group(1)) for m in seeds)
+        spans, start = [], numbers[0]
+        for previous, number in zip(numbers, numbers[1:] + [None]):
+            if number != previous + 1 if number is not None else True:
+                spans.append(str(start) if start == previous else f'{start}-{previous}')
+                start = number
+        parts.append(f'{method} seed{"s" if len(numbers) > 1 else ""} {", ".join(spans)}')
+    return '; '.join(parts)
 
 
 def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts: int,
@@ -100,7 +124,7 @@ def plot_prompt_maps(out: str, maps_by_run: Dict[str, List[tuple]], num_prompts:
         return
     panels = []
     for (when, mapping), names in groups.items():
-        runs = textwrap.fill(', '.join(names), 44, break_on_hyphens=False)
+        runs = textwrap.fill(_runs_label(names), 44, break_on_hyphens=False)
         panels.append(draw_class_prompt_map(list(mapping), num_prompts, class_names,
                                             title=f'{when}: {runs}'))
     height = max(p.shape[0] for p in panels)

@@ -120,6 +120,10 @@ class ClassPromptMap:
         self.has_feature: Optional[torch.Tensor] = None
         #: Number of maps computed so far (the initial one included).
         self.num_updates = 0
+        #: What the last clustering of this run did, as ``ClassPromptMappingHook`` logs it
+        #: (``when``, ``kmeans_ms``, ``changed``, ``cluster_sizes``, ``class_counts``,
+        #: ``unseen``); empty for a map restored from a checkpoint until it is re-clustered.
+        self.last_update: Dict = {}
         #: The window: per-class feature sums (C, D) and counts (C,), float64.
         self.sums: Optional[torch.Tensor] = None
         self.counts: Optional[torch.Tensor] = None

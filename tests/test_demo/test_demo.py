@@ -278,6 +278,30 @@ class TestReport(TestCase):
             run_demo.apply_overrides(cfg, dict(gamma=1))
 
 
+class TestPictures(TestCase):
+
+    def test_runs_label(self):
+        from demo.pictures import _runs_label
+        self.assertEqual(_runs_label(['DA-VPT seed0', 'DA-VPT seed1', 'DA-VPT seed2',
+                                      'DA-VPT seed4', 'DA-VPT+ seed3', 'run a']),
+                         'DA-VPT seeds 0-2, 4; DA-VPT+ seed 3; run a')
+
+    def test_prompt_maps_one_panel_per_distinct_map(self):
+        import cv2
+
+        from demo.pictures import plot_prompt_maps
+        from mmda_vpt.visualization import draw_class_prompt_map
+        same, moved = [0, 1, 2, 0], [0, 1, 2, 2]
+        maps = {'A seed0': [(0, same), (2, same)], 'A seed1': [(0, same), (2, moved)]}
+        with tempfile.TemporaryDirectory() as tmp:
+            out = osp.join(tmp, 'maps.png')
+            plot_prompt_maps(out, maps, 3)
+            shape = cv2.imread(out).shape
+        # Before training (both runs), after epoch 2 (seed 0), after epoch 2 (seed 1).
+        panel = draw_class_prompt_map(same, 3).shape
+        self.assertEqual(shape, (panel[0], 3 * panel[1], 3))
+
+
 @pytest.mark.slow
 class TestQuickRun(TestCase):
     """The whole job at a tiny size: pre-training, two transfer methods, pictures, segmentation,

@@ -482,6 +482,7 @@ class ClassPromptMappingHook(Hook):
         self.last_update = dict(when=when, kmeans_ms=kmeans_ms, changed=changed,
                                 cluster_sizes=sizes, class_counts=counts.clone(),
                                 unseen=unseen)
+        self.map.last_update = self.last_update  # beside the map, for the other hooks
         print_log(f'{WHO} [{when}]: k-means {kmeans_ms:.1f} ms, {changed} of '
                   f'{self.num_classes} classes changed prompt, {unseen} classes without a '
                   f'sample in the window; classes per prompt {sizes}', logger='current')

@@ -134,8 +134,7 @@ class PromptVisualizationHook(Hook):
         #: Milliseconds the last drawing took (map and attention pictures).
         self.last_draw_ms = float('nan')
         self._ready = False
-        self._mapping: Optional[ClassPromptMappingHook] = None
-        self._class_map = None
+        self._class_map: Optional[ClassPromptMap] = None
         self._items: List[dict] = []
         self._indices: List[int] = []
         self._titles: List[str] = []
@@ -152,17 +151,17 @@ class PromptVisualizationHook(Hook):
         dataset = self._image_dataset(runner) if self.draw_attention else None
         if dataset is not None and len(dataset):
             indices = self._choose_indices(len(dataset))
-        self._mapping = next((h for h in runner.hooks if isinstance(h, ClassPromptMappingHook)),
-                             None)
-        if self._mapping is not None and runner.hooks.index(self._mapping) > runner.hooks.index(
-                self):
+        mapping = next((h for h in runner.hooks if isinstance(h, ClassPromptMappingHook)), None)
+        if mapping is not None and runner.hooks.index(mapping) > runner.hooks.index(self):
             raise ValueError(f'{WHO} must come after ClassPromptMappingHook (whose priority is '
                              f"NORMAL, this hook's LOW): it draws the map that hook has just "
                              'made; give it a lower priority than the mapping hook')
         if not is_main_process():
             return
         self._class_names = self._train_classes(runner)
-        # The map object lives through the run (the mapping hook lets go of it in after_train).
+        # The map the mapping hook keeps on the model (its clusterings update it in place, with
+        # their numbers in ``last_update``); kept here, as the mapping hook lets go of it in
+        # after_train.
         self._class_map = get_class_prompt_map(runner.model)
         if dataset is not None and len(dataset):
             self.select_images(dataset, indices)
@@ -265,13 +264,11 @@ class PromptVisualizationHook(Hook):
     # ------------------------------------------------------------------ sending
     def _send_update(self, runner, step: int) -> None:
         """The scalars of the map update made since the last call, at ``step``."""
-        if not self.draw_map or self._mapping is None or self._mapping.map is None:
+        class_map = self._class_map
+        if not self.draw_map or class_map is None or class_map.num_updates == self._seen_updates:
             return
-        updates = self._mapping.num_updates
-        if updates == self._seen_updates:
-            return
-        self._seen_updates = updates
-        last = self._mapping.last_update
+        self._seen_updates = class_map.num_updates
+        last = class_map.last_update
         if not last:  # a map restored from a checkpoint: nothing was clustered here
             return
         sizes = last['cluster_sizes']
