@@ -55,21 +55,18 @@ def plot_attention(out: str, captures: Dict[str, dict], methods: Sequence[str],
         methods: Methods to draw, in order (e.g. VPT-Deep then DA-VPT).
         titles: Display name of every method.
     """
-    rows = []
-    first = captures[methods[0]]
-    layers = first['layers']
-    for i in range(len(first['labels'])):
-        for method in methods:
-            cap = captures[method]
-            label, pred = int(cap['labels'][i]), int(cap['preds'][i])
-            highlight = None
-            if cap.get('class_to_prompt') is not None:
-                highlight = [int(cap['class_to_prompt'][label])]
-            row, = attention_rows(dict(cap, images=[cap['images'][i]],
-                                       maps={k: v[i:i + 1] for k, v in cap['maps'].items()}),
-                                  [f'{titles[method]}\nlabel {label}, pred {pred}'], highlight,
-                                  guided=layers[-1:])
-            rows.append(row)
+    layers = captures[methods[0]]['layers']
+    by_method = []
+    for method in methods:
+        cap = captures[method]
+        labels, preds = [int(v) for v in cap['labels']], [int(v) for v in cap['preds']]
+        highlight = None
+        if cap.get('class_to_prompt') is not None:
+            highlight = [int(cap['class_to_prompt'][label]) for label in labels]
+        by_method.append(attention_rows(
+            cap, [f'{titles[method]}\nlabel {label}, pred {pred}'
+                  for label, pred in zip(labels, preds)], highlight, guided=layers[-1:]))
+    rows = [row for image_rows in zip(*by_method) for row in image_rows]  # image by image
     save_image(draw_attention(rows, title='Attention of the CLS token and of the prompts over '
                               f'the patches (layer {layers[0]}: shallow, layer {layers[-1]}: '
                               "guided; *p: the prompt of the image's class)"), out)

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mmda_vpt.models.backbones.layer_indices import resolve_layer_indices
 from mmda_vpt.utils.model_access import get_davpt_backbone, unwrap_model
 
 __all__ = ['capture_attention', 'resolve_layers']
@@ -27,13 +28,7 @@ def resolve_layers(backbone: nn.Module, layers: Optional[Sequence[int]] = None) 
     num_layers = len(backbone.layers)
     if layers is None:
         layers = backbone.guided_layers or (num_layers - 1, )
-    out = []
-    for layer in layers:
-        if not -num_layers <= int(layer) < num_layers:
-            raise ValueError(f'layer {layer} is out of range for a backbone of {num_layers} '
-                             f'layers (0..{num_layers - 1}, or negative from the end)')
-        out.append(int(layer) % num_layers)
-    return out
+    return resolve_layer_indices(layers, num_layers, 'attention layer')
 
 
 def _shown_images(batch: dict, preprocessor: nn.Module, grid: Sequence[int],

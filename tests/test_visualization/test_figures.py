@@ -134,5 +134,5 @@ class TestCaptureAttention(TestCase):
     def test_layers(self):
         captured = capture_attention(self.model, digit_batch(1), layers=[0, -1])
         self.assertEqual(captured['layers'], [0, 1])
-        with self.assertRaisesRegex(ValueError, 'layer -3 is out of range for a backbone of 2'):
+        with self.assertRaisesRegex(ValueError, r'attention layer -3 is outside the depth of this ViT \(2 layers'):
             capture_attention(self.model, digit_batch(1), layers=[-3])

@@ -8,6 +8,7 @@ what is not runner wiring lives in :mod:`mmda_vpt.mapping`.
 import logging
 import math
 from dataclasses import asdict
+from types import MappingProxyType
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -173,9 +174,6 @@ class ClassPromptMappingHook(Hook):
 
         #: The class-to-prompt map; None until the model is known.
         self.map: Optional[ClassPromptMap] = None
-        #: What the last clustering did: when, kmeans_ms, changed, cluster_sizes, class_counts
-        #: (samples, or patches for segmentation, per class in the window), unseen.
-        self.last_update: Dict = {}
         #: The initial pass on this rank: images used, images in its share, images per class.
         self.initial_pass: Dict = {}
 
@@ -209,6 +207,11 @@ class ClassPromptMappingHook(Hook):
     has_feature = _map_state('has_feature', '(C,) bool, the classes that have had a feature.')
     num_updates = _map_state('num_updates', 'Maps computed so far, the initial one included.',
                              empty=0)
+    last_update = _map_state('last_update',
+                             'What the last clustering of this run did: when, kmeans_ms, changed, '
+                             'cluster_sizes, class_counts (samples, or patches for segmentation, '
+                             'per class in the window), unseen; empty before one.',
+                             empty=MappingProxyType({}))
 
     def _new_map(self, runner) -> ClassPromptMap:
         backbone = get_davpt_backbone(runner.model, WHO)
@@ -479,10 +482,9 @@ class ClassPromptMappingHook(Hook):
                    if previous is not None else self.num_classes)
         kmeans_ms = result.elapsed_ms if result is not None else float('nan')
         unseen = int((counts == 0).sum())
-        self.last_update = dict(when=when, kmeans_ms=kmeans_ms, changed=changed,
-                                cluster_sizes=sizes, class_counts=counts.clone(),
-                                unseen=unseen)
-        self.map.last_update = self.last_update  # beside the map, for the other hooks
+        self.map.last_update = dict(when=when, kmeans_ms=kmeans_ms, changed=changed,
+                                    cluster_sizes=sizes, class_counts=counts.clone(),
+                                    unseen=unseen)
         print_log(f'{WHO} [{when}]: k-means {kmeans_ms:.1f} ms, {changed} of '
                   f'{self.num_classes} classes changed prompt, {unseen} classes without a '
                   f'sample in the window; classes per prompt {sizes}', logger='current')

@@ -4,6 +4,8 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
+from .layer_indices import resolve_layer_indices
+
 __all__ = ['AttentionRecorder']
 
 
@@ -41,11 +43,7 @@ class AttentionRecorder:
         """
         if layers is None:
             layers = range(num_layers)
-        resolved = []
-        for layer in layers:
-            if not -num_layers <= layer < num_layers:
-                raise ValueError(f'attention layer {layer} is outside the depth ({num_layers})')
-            resolved.append(layer % num_layers)
+        resolved = resolve_layer_indices(layers, num_layers, 'attention layer')
         self.maps = {}
         self.layers = tuple(resolved)
         try:

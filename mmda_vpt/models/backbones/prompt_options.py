@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from .layer_indices import resolve_layer_indices
+
 __all__ = ['PromptOptions', 'PROMPT_INITS', 'PROMPT_NORMS', 'PROMPT_ATTN_MASKS', 'BIAS_TUNE_MODES',
            'BIAS_PARTS', 'QKV_BIAS_PARTS']
 
@@ -196,13 +198,7 @@ class PromptOptions:
             ValueError: When a layer is outside the depth or named twice, or when guided layers
                 have no prompts.
         """
-        resolved = []
-        for layer in self.guided_layers:
-            if not -num_layers <= layer < num_layers:
-                raise ValueError(
-                    f'guided layer {layer} is outside the depth of this ViT ({num_layers} '
-                    f'layers: valid indices are {-num_layers}..{num_layers - 1})')
-            resolved.append(layer % num_layers)
+        resolved = resolve_layer_indices(self.guided_layers, num_layers, 'guided layer')
         if len(set(resolved)) != len(resolved):
             raise ValueError(f'guided_layers {tuple(self.guided_layers)} name a layer twice')
         if resolved and self.num_guided_prompts == 0:

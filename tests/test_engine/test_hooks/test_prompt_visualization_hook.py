@@ -284,7 +284,7 @@ class TestPromptVisualizationHook(TestCase):
     def test_bad_settings_fail_before_training(self):
         for vis, message in ((dict(image_indices=[1, 40]), r'image_indices \[40\] are outside '
                               r'the 40 images'),
-                             (dict(layers=[2]), r'layer 2 is out of range for a backbone of 2')):
+                             (dict(layers=[2]), r'attention layer 2 is outside the depth of this ViT \(2 layers')):
             for rank_zero in (True, False):  # every rank stops alike
                 with self.subTest(rank_zero=rank_zero, **vis), mock.patch(
                         'mmda_vpt.engine.hooks.prompt_visualization_hook.is_main_process',
